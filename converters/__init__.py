@@ -1,0 +1,1 @@
+"""ANN-to-SNN conversion and NIR import/export (built on :mod:`snn`)."""

@@ -1,0 +1,157 @@
+"""Neuron dynamics as pure functions: parameters and state as typed tuples, a step, a scan.
+
+This is the single source of truth of the dynamics contract (DESIGN.md). Per neuron, per
+step t, with input x[t] (already weighted):
+
+CUBA-LIF (IF and LIF are special cases)::
+
+    i[t] = alpha * i[t-1] + x[t]                 synaptic current   (alpha = 1 - du)
+    v[t] = beta  * v[t-1] + i[t] + bias           membrane           (beta  = 1 - dv)
+    s[t] = H(v[t] - theta)                        H(z) = 1 if z > 0, strictly (as on Loihi)
+    v[t] = v[t] - s[t] * theta     reset "subtract"
+    v[t] = v[t] * (1 - s[t])       reset "zero"
+
+LIF is CUBA with alpha = 0 (i[t] = x[t]); IF is LIF with beta = 1.
+
+ALIF, adaptive-threshold LIF (Bellec et al., NeurIPS 2018), adds a threshold trace a::
+
+    theta[t] = theta0 + gamma * a[t-1]            effective threshold
+    s[t]     = H(v[t] - theta[t])
+    v[t]     = v[t] - s[t] * theta[t]  (subtract) or v[t] * (1 - s[t]) (zero)
+    a[t]     = rho * a[t-1] + s[t]
+
+Recurrent variants add the layer's own spikes of the previous step to the input:
+x[t] <- x[t] + W_rec s[t-1].
+
+Non-spiking leaky integrator (readout)::
+
+    v[t] = beta * v[t-1] + x[t] + bias            output is v[t]; it never spikes
+
+H is replaced by a surrogate gradient in the backward pass (:mod:`snn.surrogate`). With
+``detach_reset`` the reset term s[t] * theta carries no gradient (as in snnTorch; Zenke &
+Vogels 2021 found it trains better).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, NamedTuple
+
+import torch
+
+from snn.errors import SpikeforgeError
+from snn.surrogate import Surrogate
+
+Reset = Literal["subtract", "zero"]
+RESET_MODES: tuple[str, ...] = ("subtract", "zero")
+
+
+class CubaParameters(NamedTuple):
+    """Parameters of the CUBA-LIF family; each broadcasts against the feature shape."""
+
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    theta: torch.Tensor
+    bias: torch.Tensor
+
+
+class CubaState(NamedTuple):
+    """Synaptic current ``i`` and membrane ``v``, shaped like one step of input."""
+
+    i: torch.Tensor
+    v: torch.Tensor
+
+
+class AlifParameters(NamedTuple):
+    """CUBA parameters plus the threshold-adaptation decay ``rho`` and strength ``gamma``."""
+
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    theta: torch.Tensor
+    bias: torch.Tensor
+    rho: torch.Tensor
+    gamma: torch.Tensor
+
+
+class AlifState(NamedTuple):
+    """Current ``i``, membrane ``v`` and threshold-adaptation trace ``a``."""
+
+    i: torch.Tensor
+    v: torch.Tensor
+    a: torch.Tensor
+
+
+class IntegratorParameters(NamedTuple):
+    beta: torch.Tensor
+    bias: torch.Tensor
+
+
+class IntegratorState(NamedTuple):
+    v: torch.Tensor
+
+
+def check_reset(reset: str) -> str:
+    if reset not in RESET_MODES:
+        raise SpikeforgeError(f"unknown reset mode {reset!r}; choose 'subtract' or 'zero'")
+    return reset
+
+
+def _reset(v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor, reset: str, detach_reset: bool) -> torch.Tensor:
+    r = s.detach() if detach_reset else s
+    if reset == "subtract":
+        return v - r * theta
+    return v * (1 - r)
+
+
+def cuba_step(x: torch.Tensor, state: CubaState, p: CubaParameters, surrogate: Surrogate,
+              reset: str = "subtract", detach_reset: bool = True) -> tuple[torch.Tensor, CubaState]:
+    """One step of CUBA-LIF; returns ``(s[t], state[t])`` (v after reset)."""
+    i = p.alpha * state.i + x
+    v = p.beta * state.v + i + p.bias
+    s = surrogate(v - p.theta)
+    return s, CubaState(i, _reset(v, s, p.theta, reset, detach_reset))
+
+
+def alif_step(x: torch.Tensor, state: AlifState, p: AlifParameters, surrogate: Surrogate,
+              reset: str = "subtract", detach_reset: bool = True) -> tuple[torch.Tensor, AlifState]:
+    """One step of the adaptive-threshold LIF; returns ``(s[t], state[t])``."""
+    i = p.alpha * state.i + x
+    v = p.beta * state.v + i + p.bias
+    theta = p.theta + p.gamma * state.a
+    s = surrogate(v - theta)
+    a = p.rho * state.a + s
+    return s, AlifState(i, _reset(v, s, theta, reset, detach_reset), a)
+
+
+def integrator_step(x: torch.Tensor, state: IntegratorState, p: IntegratorParameters) -> tuple[torch.Tensor, IntegratorState]:
+    """One step of the non-spiking leaky integrator; the output is the membrane itself."""
+    v = p.beta * state.v + x + p.bias
+    return v, IntegratorState(v)
+
+
+def initial_state(kind: type[NamedTuple], like: torch.Tensor) -> NamedTuple:
+    """All-zero state of ``kind`` shaped like one step of input ``like`` (``[B, ...]``)."""
+    return kind(*(torch.zeros_like(like) for _ in kind._fields))
+
+
+Step = Callable[[torch.Tensor, NamedTuple], tuple[torch.Tensor, NamedTuple]]
+
+
+def scan(step: Step, x: torch.Tensor, state: NamedTuple, recurrent_weight: torch.Tensor | None = None,
+         record_membrane: bool = False) -> tuple[torch.Tensor, NamedTuple, torch.Tensor | None]:
+    """Run ``step`` over the time axis of ``x`` (``[T, B, ...]``).
+
+    Returns the outputs ``[T, B, ...]``, the final state and, with ``record_membrane``,
+    the membrane after each step (``[T, B, ...]``). With ``recurrent_weight`` (``[N, N]``),
+    the input at step t gains ``s[t-1] @ W^T``.
+    """
+    outputs, membranes = [], []
+    previous: torch.Tensor | None = None
+    for t in range(x.shape[0]):
+        xt = x[t]
+        if recurrent_weight is not None and previous is not None:
+            xt = xt + previous @ recurrent_weight.t()
+        previous, state = step(xt, state)
+        outputs.append(previous)
+        if record_membrane:
+            membranes.append(state.v)  # type: ignore[attr-defined]
+    return torch.stack(outputs), state, (torch.stack(membranes) if record_membrane else None)

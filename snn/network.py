@@ -1,0 +1,67 @@
+"""The sequential container: stateless torch layers on folded time, neurons over time.
+
+A spiking network is a stack of ordinary torch layers (Linear, Conv2d, BatchNorm,
+Dropout, pooling, Flatten, ...) and neuron layers (:mod:`snn.neurons`). Stateless layers
+see the time-folded tensor ``[T*B, ...]`` (one big batched call per layer, no loop over
+time); neuron layers see ``[T, B, ...]`` and scan over T. Any torch layer that maps a batch
+to a batch drops in unchanged.
+
+Note: Dropout and BatchNorm on the folded tensor draw a fresh mask / pool statistics over
+all T*B samples; that is the usual "time-distributed" convention.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from snn.errors import SpikeforgeError
+from snn.neurons import NeuronLayer
+from snn.validation import check_finite, check_time_major
+
+NetworkState = list[Optional[tuple]]
+
+
+class Sequential(nn.Sequential):
+    """Time-major sequential network.
+
+    ``forward(x)`` takes ``[T, B, *input_shape]`` and returns ``[T, B, *output_shape]``.
+    ``forward(x, state, return_state=True)`` also returns the final state of every
+    neuron layer (a list, ``None`` for stateless layers), to continue a stream.
+    """
+
+    def __init__(self, *layers: nn.Module, input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(*layers)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+
+    def neuron_layers(self) -> list[tuple[str, NeuronLayer]]:
+        return [(name, m) for name, m in self.named_children() if isinstance(m, NeuronLayer)]
+
+    def forward(self, x: torch.Tensor, state: NetworkState | None = None,  # type: ignore[override]
+                return_state: bool = False):
+        check_time_major(x, None if self.input_shape is None else len(self.input_shape), name="network input")
+        if self.input_shape is not None and tuple(x.shape[2:]) != self.input_shape:
+            raise SpikeforgeError(f"network input has feature shape {tuple(x.shape[2:])}, "
+                                  f"but the network expects {self.input_shape} after [T, B]")
+        check_finite(x, "network input")
+        steps, batch = x.shape[:2]
+        new_state: NetworkState = []
+        h, folded = x, False
+        for index, layer in enumerate(self):
+            if isinstance(layer, NeuronLayer):
+                if folded:
+                    h = h.reshape(steps, batch, *h.shape[1:])
+                    folded = False
+                h, layer_state = layer(h, None if state is None else state[index])
+                new_state.append(layer_state)
+            else:
+                if not folded:
+                    h = h.reshape(steps * batch, *h.shape[2:])
+                    folded = True
+                h = layer(h)
+                new_state.append(None)
+        if folded:
+            h = h.reshape(steps, batch, *h.shape[1:])
+        return (h, new_state) if return_state else h

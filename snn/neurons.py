@@ -1,0 +1,295 @@
+"""Neuron layers: thin ``torch.nn.Module`` wrappers around :mod:`snn.functional`.
+
+Every layer takes a time-major input ``[T, B, ...]`` and an optional explicit state and
+returns ``(output, final_state)``. With ``state=None`` the layer starts from rest (all
+zeros), so nothing carries over between batches and there is no global ``reset_net``;
+pass the returned state back in to continue a stream.
+
+Parameters (decays, threshold, bias) are scalars or tensors broadcastable to the feature
+shape (per-neuron values). ``learn_*`` flags make them trainable; decays are clamped to
+[0, 1] and the threshold to at least ``1e-3`` in the forward pass.
+
+Equations: see :mod:`snn.functional`.
+
+Example::
+
+    lif = LIF(beta=0.9)
+    spikes, state = lif(torch.rand(16, 4, 100))   # T=16, B=4, 100 neurons
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from snn import functional as F
+from snn import surrogate as surrogates
+from snn.errors import SpikeforgeError
+from snn.validation import check_time_major
+
+Number = float | torch.Tensor
+
+MIN_THRESHOLD = 1e-3
+
+
+class NeuronLayer(nn.Module):
+    """Base of every layer that scans over time (spiking neurons and integrators).
+
+    Subclasses list their float parameters in ``_parameter_names`` and implement
+    ``_step_and_state``. ``record_membrane = True`` makes ``forward`` keep the membrane
+    trace in ``self.membrane_trace`` (used by :class:`snn.recording.Recorder`).
+    """
+
+    _parameter_names: tuple[str, ...] = ()
+    _state_type: type[NamedTuple]
+
+    def __init__(self, recurrent_features: int | None = None) -> None:
+        super().__init__()
+        self.record_membrane = False
+        self.membrane_trace: torch.Tensor | None = None
+        self.recurrent_features = recurrent_features
+        self.recurrent: nn.Linear | None = None
+        if recurrent_features is not None:
+            if recurrent_features < 1:
+                raise SpikeforgeError(f"recurrent_features must be positive, got {recurrent_features}")
+            self.recurrent = nn.Linear(recurrent_features, recurrent_features, bias=False)
+
+    def _register(self, name: str, value: Number, learn: bool) -> None:
+        tensor = torch.as_tensor(value, dtype=torch.get_default_dtype()).clone()
+        if not torch.isfinite(tensor).all():
+            raise SpikeforgeError(f"{type(self).__name__} parameter {name} must be finite, got {value}")
+        if learn:
+            self.register_parameter(name, nn.Parameter(tensor))
+        else:
+            self.register_buffer(name, tensor)
+
+    def _check_decay(self, name: str) -> None:
+        value = getattr(self, name)
+        if ((value < 0) | (value > 1)).any():
+            raise SpikeforgeError(f"{type(self).__name__} decay {name} must lie in [0, 1], got {value.tolist()}")
+
+    def _step(self):
+        """Return ``step(x_t, state) -> (out_t, state)`` with current parameter values."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, state: NamedTuple | None = None) -> tuple[torch.Tensor, NamedTuple]:
+        check_time_major(x, name=f"{type(self).__name__} input")
+        if self.recurrent is not None and x.shape[-1] != self.recurrent_features:
+            raise SpikeforgeError(f"{type(self).__name__} has {self.recurrent_features} recurrent features "
+                                  f"but its input has {x.shape[-1]}; flatten the input or set recurrent_features")
+        if state is None:
+            state = F.initial_state(self._state_type, x[0])
+        weight = None if self.recurrent is None else self.recurrent.weight
+        out, state, trace = F.scan(self._step(), x, state, weight, self.record_membrane)
+        self.membrane_trace = trace
+        return out, state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Per-neuron parameters saved from a layer built with scalars: adopt their shape.
+        for name in self._parameter_names:
+            key = prefix + name
+            current = getattr(self, name)
+            if key in state_dict and state_dict[key].shape != current.shape:
+                current.data = torch.empty_like(state_dict[key], dtype=current.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def spec(self) -> dict[str, Any]:
+        """Constructor arguments as JSON (per-neuron values live in the state dict)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.spec().items() if k != "type")
+
+
+def _scalar(t: torch.Tensor) -> float | list:
+    """Parameter as JSON: shortest decimal that round-trips through float32 (0.9, not 0.8999999761)."""
+    values = [float(str(np.float32(v))) for v in t.detach().cpu().reshape(-1).tolist()]
+    return values[0] if t.numel() == 1 else np.array(values).reshape(tuple(t.shape)).tolist()
+
+
+class _CubaFamily(NeuronLayer):
+    """Shared implementation of IF, LIF and CUBA-LIF (they differ only in alpha/beta)."""
+
+    _parameter_names = ("alpha", "beta", "theta", "bias")
+    _state_type = F.CubaState
+
+    def __init__(self, alpha: Number, beta: Number, theta: Number, bias: Number, reset: str,
+                 surrogate: str | surrogates.Surrogate | None, slope: float | None, learn_alpha: bool,
+                 learn_beta: bool, learn_threshold: bool, detach_reset: bool,
+                 recurrent_features: int | None) -> None:
+        super().__init__(recurrent_features)
+        self.reset = F.check_reset(reset)
+        self.surrogate = surrogates.get(surrogate, slope)
+        self.detach_reset = detach_reset
+        self._register("alpha", alpha, learn_alpha)
+        self._register("beta", beta, learn_beta)
+        self._register("theta", theta, learn_threshold)
+        self._register("bias", bias, False)
+        self._check_decay("alpha")
+        self._check_decay("beta")
+        if (self.theta <= 0).any():
+            raise SpikeforgeError(f"{type(self).__name__} threshold theta must be positive, got {_scalar(self.theta)}")
+
+    def parameters_now(self) -> F.CubaParameters:
+        """Effective (clamped) parameters used by the dynamics."""
+        return F.CubaParameters(self.alpha.clamp(0, 1), self.beta.clamp(0, 1),
+                                self.theta.clamp(min=MIN_THRESHOLD), self.bias)
+
+    def _step(self):
+        p = self.parameters_now()
+        return lambda x, s: F.cuba_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
+
+    def _common_spec(self) -> dict[str, Any]:
+        return {"theta": _scalar(self.theta), "bias": _scalar(self.bias), "reset": self.reset,
+                "surrogate": self.surrogate.spec(), "learn_threshold": isinstance(self.theta, nn.Parameter),
+                "detach_reset": self.detach_reset, "recurrent_features": self.recurrent_features}
+
+
+class IF(_CubaFamily):
+    """Integrate-and-fire: v[t] = v[t-1] + x[t] + bias; spike when v > theta, then reset.
+
+    IF is LIF with beta = 1 (no leak). Reset ``"subtract"`` keeps the residue above
+    threshold (the right choice for ANN-to-SNN conversion), ``"zero"`` clears it.
+    """
+
+    def __init__(self, theta: Number = 1.0, bias: Number = 0.0, reset: str = "subtract",
+                 surrogate: str | surrogates.Surrogate | None = None, slope: float | None = None,
+                 learn_threshold: bool = False, detach_reset: bool = True,
+                 recurrent_features: int | None = None) -> None:
+        super().__init__(0.0, 1.0, theta, bias, reset, surrogate, slope, False, False, learn_threshold,
+                         detach_reset, recurrent_features)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "IF", **self._common_spec()}
+
+
+class LIF(_CubaFamily):
+    """Leaky integrate-and-fire: v[t] = beta v[t-1] + x[t] + bias; s[t] = H(v[t] - theta).
+
+    beta = 1 - dv is the membrane decay per step (beta = exp(-dt / tau_mem) for a
+    continuous-time time constant). LIF is CUBA-LIF with alpha = 0.
+    """
+
+    def __init__(self, beta: Number = 0.9, theta: Number = 1.0, bias: Number = 0.0, reset: str = "subtract",
+                 surrogate: str | surrogates.Surrogate | None = None, slope: float | None = None,
+                 learn_beta: bool = False, learn_threshold: bool = False, detach_reset: bool = True,
+                 recurrent_features: int | None = None) -> None:
+        super().__init__(0.0, beta, theta, bias, reset, surrogate, slope, False, learn_beta, learn_threshold,
+                         detach_reset, recurrent_features)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "LIF", "beta": _scalar(self.beta), "learn_beta": isinstance(self.beta, nn.Parameter),
+                **self._common_spec()}
+
+
+class CubaLIF(_CubaFamily):
+    """Current-based LIF: i[t] = alpha i[t-1] + x[t]; v[t] = beta v[t-1] + i[t] + bias.
+
+    s[t] = H(v[t] - theta), then reset (subtract or zero). alpha = 1 - du, beta = 1 - dv,
+    exactly as Loihi's CUBA neuron.
+    """
+
+    def __init__(self, alpha: Number = 0.8, beta: Number = 0.9, theta: Number = 1.0, bias: Number = 0.0,
+                 reset: str = "subtract", surrogate: str | surrogates.Surrogate | None = None,
+                 slope: float | None = None, learn_alpha: bool = False, learn_beta: bool = False,
+                 learn_threshold: bool = False, detach_reset: bool = True,
+                 recurrent_features: int | None = None) -> None:
+        super().__init__(alpha, beta, theta, bias, reset, surrogate, slope, learn_alpha, learn_beta,
+                         learn_threshold, detach_reset, recurrent_features)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "CubaLIF", "alpha": _scalar(self.alpha), "beta": _scalar(self.beta),
+                "learn_alpha": isinstance(self.alpha, nn.Parameter),
+                "learn_beta": isinstance(self.beta, nn.Parameter), **self._common_spec()}
+
+
+class ALIF(NeuronLayer):
+    """Adaptive-threshold LIF (Bellec et al., NeurIPS 2018).
+
+    i[t] = alpha i[t-1] + x[t];  v[t] = beta v[t-1] + i[t] + bias;
+    theta[t] = theta0 + gamma a[t-1];  s[t] = H(v[t] - theta[t]);
+    reset by theta[t] (subtract) or to zero;  a[t] = rho a[t-1] + s[t].
+    Each spike raises the threshold by gamma, which decays back with rho per step.
+    """
+
+    _parameter_names = ("alpha", "beta", "theta", "bias", "rho", "gamma")
+    _state_type = F.AlifState
+
+    def __init__(self, beta: Number = 0.9, rho: Number = 0.95, gamma: Number = 0.2, theta: Number = 1.0,
+                 alpha: Number = 0.0, bias: Number = 0.0, reset: str = "subtract",
+                 surrogate: str | surrogates.Surrogate | None = None, slope: float | None = None,
+                 learn_beta: bool = False, learn_threshold: bool = False, detach_reset: bool = True,
+                 recurrent_features: int | None = None) -> None:
+        super().__init__(recurrent_features)
+        self.reset = F.check_reset(reset)
+        self.surrogate = surrogates.get(surrogate, slope)
+        self.detach_reset = detach_reset
+        self._register("alpha", alpha, False)
+        self._register("beta", beta, learn_beta)
+        self._register("theta", theta, learn_threshold)
+        self._register("bias", bias, False)
+        self._register("rho", rho, False)
+        self._register("gamma", gamma, False)
+        for name in ("alpha", "beta", "rho"):
+            self._check_decay(name)
+        if (self.theta <= 0).any() or (self.gamma < 0).any():
+            raise SpikeforgeError("ALIF needs theta > 0 and gamma >= 0")
+
+    def parameters_now(self) -> F.AlifParameters:
+        return F.AlifParameters(self.alpha.clamp(0, 1), self.beta.clamp(0, 1), self.theta.clamp(min=MIN_THRESHOLD),
+                                self.bias, self.rho, self.gamma)
+
+    def _step(self):
+        p = self.parameters_now()
+        return lambda x, s: F.alif_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "ALIF", "beta": _scalar(self.beta), "rho": _scalar(self.rho), "gamma": _scalar(self.gamma),
+                "theta": _scalar(self.theta), "alpha": _scalar(self.alpha), "bias": _scalar(self.bias),
+                "reset": self.reset, "surrogate": self.surrogate.spec(),
+                "learn_beta": isinstance(self.beta, nn.Parameter),
+                "learn_threshold": isinstance(self.theta, nn.Parameter), "detach_reset": self.detach_reset,
+                "recurrent_features": self.recurrent_features}
+
+
+class Integrator(NeuronLayer):
+    """Non-spiking leaky integrator readout: v[t] = beta v[t-1] + x[t] + bias; output v[t].
+
+    The usual output layer of a trained SNN: its membrane is read as class scores
+    (see :func:`snn.losses.membrane_cross_entropy`). beta = 1 sums the input.
+    """
+
+    _parameter_names = ("beta", "bias")
+    _state_type = F.IntegratorState
+
+    def __init__(self, beta: Number = 1.0, bias: Number = 0.0, learn_beta: bool = False) -> None:
+        super().__init__(None)
+        self._register("beta", beta, learn_beta)
+        self._register("bias", bias, False)
+        self._check_decay("beta")
+
+    def _step(self):
+        p = F.IntegratorParameters(self.beta.clamp(0, 1), self.bias)
+        return lambda x, s: F.integrator_step(x, s, p)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "Integrator", "beta": _scalar(self.beta), "bias": _scalar(self.bias),
+                "learn_beta": isinstance(self.beta, nn.Parameter)}
+
+
+NEURON_TYPES: dict[str, type[NeuronLayer]] = {
+    "IF": IF, "LIF": LIF, "CubaLIF": CubaLIF, "ALIF": ALIF, "Integrator": Integrator,
+}
+
+# Short names used on the command line.
+NEURONS_BY_FLAG: dict[str, type[NeuronLayer]] = {"if": IF, "lif": LIF, "cuba": CubaLIF, "alif": ALIF}
+
+
+def neuron_from_flag(name: str, **kwargs: Any) -> NeuronLayer:
+    """Build a spiking neuron layer from its CLI name (``if``, ``lif``, ``cuba``, ``alif``)."""
+    if name not in NEURONS_BY_FLAG:
+        raise SpikeforgeError(f"unknown neuron {name!r}; choose one of {', '.join(NEURONS_BY_FLAG)}")
+    return NEURONS_BY_FLAG[name](**kwargs)

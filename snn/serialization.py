@@ -1,0 +1,89 @@
+"""Networks as data: a JSON spec of layers plus a state dict of tensors.
+
+``network_spec(model)`` describes a :class:`~snn.network.Sequential` as a list of layer
+dictionaries (``{"type": "Conv2d", "in_channels": 1, ...}``); ``build_network(spec)``
+rebuilds it. Together with ``state_dict()`` this is the safe exchange format of the
+project: loading it never executes code from the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from snn.errors import SpikeforgeError
+from snn.network import Sequential
+from snn.neurons import NEURON_TYPES, NeuronLayer
+
+
+def _conv_spec(m: nn.Module) -> dict[str, Any]:
+    return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": list(m.kernel_size),
+            "stride": list(m.stride), "padding": list(m.padding), "dilation": list(m.dilation),
+            "groups": m.groups, "bias": m.bias is not None}
+
+
+def _pool_spec(m: nn.Module) -> dict[str, Any]:
+    return {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding}
+
+
+def _norm_spec(m: nn.Module) -> dict[str, Any]:
+    return {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum, "affine": m.affine}
+
+
+# torch layer type -> (class, function giving its constructor arguments)
+TORCH_LAYERS: dict[str, tuple[type[nn.Module], Callable[[nn.Module], dict[str, Any]]]] = {
+    "Linear": (nn.Linear, lambda m: {"in_features": m.in_features, "out_features": m.out_features,
+                                     "bias": m.bias is not None}),
+    "Conv1d": (nn.Conv1d, _conv_spec),
+    "Conv2d": (nn.Conv2d, _conv_spec),
+    "BatchNorm1d": (nn.BatchNorm1d, _norm_spec),
+    "BatchNorm2d": (nn.BatchNorm2d, _norm_spec),
+    "Dropout": (nn.Dropout, lambda m: {"p": m.p}),
+    "MaxPool1d": (nn.MaxPool1d, _pool_spec),
+    "MaxPool2d": (nn.MaxPool2d, _pool_spec),
+    "AvgPool1d": (nn.AvgPool1d, _pool_spec),
+    "AvgPool2d": (nn.AvgPool2d, _pool_spec),
+    "AdaptiveAvgPool2d": (nn.AdaptiveAvgPool2d, lambda m: {"output_size": m.output_size}),
+    "Flatten": (nn.Flatten, lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim}),
+    "Identity": (nn.Identity, lambda m: {}),
+}
+
+
+def layer_spec(layer: nn.Module) -> dict[str, Any]:
+    """JSON description of one layer; raises for a layer type the format does not know."""
+    if isinstance(layer, NeuronLayer):
+        return layer.spec()
+    name = type(layer).__name__
+    if name not in TORCH_LAYERS or type(layer) is not TORCH_LAYERS[name][0]:
+        raise SpikeforgeError(f"layer {name} cannot be saved: supported layers are "
+                              f"{', '.join([*TORCH_LAYERS, *NEURON_TYPES])}")
+    return {"type": name, **TORCH_LAYERS[name][1](layer)}
+
+
+def network_spec(model: Sequential) -> dict[str, Any]:
+    """Describe ``model`` as ``{"layers": [...], "input_shape": [...]}``."""
+    return {"layers": [layer_spec(layer) for layer in model],
+            "input_shape": None if model.input_shape is None else list(model.input_shape)}
+
+
+def build_layer(spec: dict[str, Any]) -> nn.Module:
+    kwargs = dict(spec)
+    kind = kwargs.pop("type", None)
+    if kind in NEURON_TYPES:
+        return NEURON_TYPES[kind](**kwargs)
+    if kind in TORCH_LAYERS:
+        return TORCH_LAYERS[kind][0](**kwargs)
+    raise SpikeforgeError(f"unknown layer type {kind!r} in network spec; known: "
+                          f"{', '.join([*TORCH_LAYERS, *NEURON_TYPES])}")
+
+
+def build_network(spec: dict[str, Any]) -> Sequential:
+    """Rebuild a network from :func:`network_spec` output (weights not included)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
+        raise SpikeforgeError("network spec must be a mapping with a 'layers' list")
+    try:
+        layers = [build_layer(layer) for layer in spec["layers"]]
+    except TypeError as error:
+        raise SpikeforgeError(f"network spec has a malformed layer: {error}") from error
+    return Sequential(*layers, input_shape=spec.get("input_shape"))

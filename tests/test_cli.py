@@ -1,0 +1,85 @@
+"""The ``snn`` command line, run as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def snn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snn.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("train")
+    run = snn("train", "--dataset", "digits", "--arch", "mlp", "--neuron", "lif", "--timesteps", "4",
+              "--epochs", "2", "--out", str(out), "--json")
+    assert run.returncode == 0, run.stderr
+    return out, json.loads(run.stdout)
+
+
+def test_train_prints_one_json_object(trained) -> None:
+    out, result = trained
+    for key in ("test_accuracy", "timesteps", "epochs", "parameters", "train_seconds", "checkpoint"):
+        assert key in result
+    assert result["timesteps"] == 4 and result["epochs"] == 2
+    assert result["test_accuracy"] > 0.5  # far above chance (0.1) after two epochs
+    assert Path(result["checkpoint"]).is_file()
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_evaluate_reproduces_the_training_accuracy(trained) -> None:
+    _, result = trained
+    run = snn("evaluate", "--model", result["checkpoint"], "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["test_accuracy"] == result["test_accuracy"]
+
+
+def test_human_output_without_json(trained) -> None:
+    _, result = trained
+    run = snn("evaluate", "--model", result["checkpoint"])
+    assert run.returncode == 0 and "test_accuracy:" in run.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--neuron", "hodgkin", "--out", "OUT"], "invalid choice: 'hodgkin'"),
+    (["train", "--dataset", "imagenet", "--out", "OUT"], "invalid choice: 'imagenet'"),
+    (["train", "--timesteps", "0", "--out", "OUT"], "must be at least 1"),
+    (["train", "--dataset", "mnist", "--out", "OUT"], "--data-dir"),
+    (["train", "--dataset", "mnist", "--data-dir", "EMPTY", "--out", "OUT"], "train-images-idx3-ubyte"),
+    (["train", "--lr", "-1", "--out", "OUT"], "learning rate"),
+    (["evaluate", "--model", "MISSING.pt"], "does not exist"),
+])
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, args: list[str], message: str) -> None:
+    (tmp_path / "EMPTY").mkdir()
+    run = snn(*args, cwd=tmp_path)
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert run.stdout == ""
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"\x00" * 100)
+    run = snn("evaluate", "--model", str(bad), "--json")
+    assert run.returncode == 2
+    assert "corrupt" in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_demo_writes_report_results_and_plots(tmp_path) -> None:
+    run = snn("demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["stages"]["train"]["test_accuracy"] == result["test_accuracy"] > 0.5
+    written = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"report.md", "results.json", "model.pt", "raster.png", "membrane.png", "training_curves.png"} <= written
+    assert json.loads((tmp_path / "demo" / "results.json").read_text())["test_accuracy"] == result["test_accuracy"]
+    assert "test accuracy" in (tmp_path / "demo" / "report.md").read_text()
