@@ -1,0 +1,78 @@
+"""Data-based normalisation: the firing threshold of each converted activation.
+
+The threshold of an activation is the ``percentile``-th percentile of its ANN outputs over
+the calibration data (Rueckauer et al. 2017), layer-wise (one value) or channel-wise (one
+per channel, dimension 1). A percentile below 100 ignores rare outliers, so the spiking
+neurons use their rate range well at few timesteps. An activation with a ceiling (ReLU6,
+clamp) never gets a threshold above it; a QCFS activation uses its learned clip lambda.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import fx
+from torch.utils.data import DataLoader
+
+from converters.tracing import ActivationSite, activation_sites
+from snn.errors import SpikeforgeError
+
+MAX_VALUES_PER_BATCH = 1 << 20  # per activation site: keeps memory bounded on large models
+
+
+def _inputs(batch) -> torch.Tensor:
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+@torch.no_grad()
+def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: float = 99.9,
+                          channelwise: bool = False, max_batches: int | None = None,
+                          device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Threshold per :class:`ActivationSite` of ``gm``, by name."""
+    if not 0 < percentile <= 100:
+        raise SpikeforgeError(f"percentile must lie in (0, 100], got {percentile}")
+    sites = activation_sites(gm)
+    if not sites:
+        raise SpikeforgeError("the model has no ReLU-like activation to convert into spiking neurons")
+    collected: dict[str, list[np.ndarray]] = {name: [] for name in sites}
+    generator = np.random.default_rng(0)
+
+    def recorder(name: str):
+        def hook(module: ActivationSite, inputs, output: torch.Tensor) -> None:
+            values = output.detach().float().cpu()
+            values = values.transpose(0, 1).reshape(values.shape[1], -1) if channelwise else values.reshape(1, -1)
+            limit = MAX_VALUES_PER_BATCH // values.shape[0]
+            if values.shape[1] > limit:  # a uniform random subsample keeps the percentile unbiased
+                keep = generator.choice(values.shape[1], size=limit, replace=False)
+                values = values[:, torch.from_numpy(np.sort(keep))]
+            collected[name].append(values.numpy())
+        return hook
+
+    handles = [site.register_forward_hook(recorder(name)) for name, site in sites.items()
+               if site.qcfs is None]
+    gm.eval().to(device)
+    try:
+        batches = 0
+        for batch in loader:
+            gm(_inputs(batch).to(device))
+            batches += 1
+            if max_batches is not None and batches >= max_batches:
+                break
+    finally:
+        for handle in handles:
+            handle.remove()
+    if batches == 0:
+        raise SpikeforgeError("calibration loader is empty; give it a few batches of training data")
+
+    thresholds = {}
+    for name, site in sites.items():
+        if site.qcfs is not None:
+            thresholds[name] = site.qcfs.lam.detach().abs().float().cpu().reshape(())
+            continue
+        values = np.concatenate(collected[name], axis=1)
+        scale = torch.from_numpy(np.percentile(values, percentile, axis=1).astype(np.float32))
+        if site.upper is not None:
+            scale = scale.clamp(max=site.upper)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a silent unit: any threshold works
+        thresholds[name] = scale if channelwise else scale.reshape(())
+    return thresholds

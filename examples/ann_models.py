@@ -1,0 +1,67 @@
+"""Example ANNs to convert: ``snn convert --ann examples.ann_models:cifar_resnet ...``.
+
+Digits (1x8x8): ``digits_mlp``, ``digits_cnn`` (defined in ``converters.reference_models``).
+CIFAR-shaped (3x32x32): ``cifar_vgg`` (VGG-style, max pooling) and ``cifar_resnet``
+(ResNet-style basic blocks with residual additions and a max-pooling stem).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from converters.reference_models import digits_cnn, digits_mlp
+
+__all__ = ["digits_mlp", "digits_cnn", "cifar_vgg", "cifar_resnet"]
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+def cifar_vgg(num_classes: int = 10, width: int = 32) -> nn.Module:
+    """VGG-style: [conv-BN-ReLU x2, maxpool] x3, global average pool, linear."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c_out in (width, 2 * width, 4 * width):
+        layers += [*_conv_bn_relu(c_in, c_out), *_conv_bn_relu(c_out, c_out), nn.MaxPool2d(2)]
+        c_in = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(c_in, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU()
+        self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """Stem (conv-BN-ReLU, maxpool), three basic-block stages, global average pool, linear."""
+
+    def __init__(self, num_classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn_relu(3, width), nn.MaxPool2d(2))
+        self.stages = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, stride=2),
+                                    BasicBlock(2 * width, 4 * width, stride=2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+
+
+def cifar_resnet(num_classes: int = 10, width: int = 16) -> nn.Module:
+    return CifarResNet(num_classes, width)

@@ -1,0 +1,236 @@
+"""ANN-to-SNN conversion: exactness of each piece, accuracy at few timesteps, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from converters.ann_training import train_ann
+from converters.convert import accuracy_by_timesteps, ann_accuracy, convert
+from converters.qcfs import QCFS, swap_relu_for_qcfs
+from converters.reference_models import digits_cnn
+from converters.spiking import SpikingActivation, SpikingMaxPool
+from converters.storage import load_converted, save_converted
+from converters.tracing import normalize
+from examples.ann_models import cifar_resnet
+from snn import encoders
+from snn.data import load_digits_split
+from snn.errors import SpikeforgeError
+from snn.training import seed_everything
+
+
+def loader(x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 256, **kwargs) -> DataLoader:
+    y = torch.zeros(len(x), dtype=torch.long) if y is None else y
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    split = load_digits_split()
+    train = loader(split.x_train, split.y_train, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    return split, train, loader(split.x_train, split.y_train), loader(split.x_test, split.y_test)
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(digits):
+    _, train, _, test = digits
+    seed_everything(0)
+    ann = digits_cnn()
+    train_ann(ann, train, epochs=30, progress=False)
+    return ann, ann_accuracy(ann, test)
+
+
+def test_if_neuron_rate_rounds_the_clipped_input() -> None:
+    # v starts at theta/2, so after T steps the spike count is round(T * x / theta), clipped to [0, T].
+    theta, steps = 2.0, 16
+    x = torch.tensor([-1.0, 0.0, 0.3, 0.77, 1.0, 1.9, 2.0, 5.0])
+    layer = SpikingActivation(torch.tensor(theta))
+    layer.steps = steps
+    out = layer(x.repeat(steps, 1).reshape(steps * 1, -1).reshape(steps, 8)).reshape(steps, 8)
+    counts = out.sum(0) / theta
+    expected = torch.clamp(torch.floor(steps * x / theta + 0.5), 0, steps)
+    assert torch.equal(counts, expected)
+    assert set((out / theta).unique().tolist()) <= {0.0, 1.0}
+
+
+def test_spiking_max_pool_follows_the_highest_rate() -> None:
+    steps = 200
+    rates = torch.tensor([0.2, 0.7, 0.5, 0.1])
+    generator = torch.Generator().manual_seed(0)
+    spikes = (torch.rand(steps, 1, 1, 2, 2, generator=generator) < rates.reshape(1, 1, 1, 2, 2)).float()
+    pool = SpikingMaxPool(nn.MaxPool2d(2))
+    pool.steps = steps
+    out = pool(spikes.reshape(steps, 1, 2, 2))
+    assert out.shape == (steps, 1, 1, 1)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}  # still a spike train
+    assert abs(out.mean().item() - spikes[:, 0, 0, 0, 1].mean().item()) < 0.03
+
+
+def test_normal_form_equals_the_ann() -> None:
+    torch.manual_seed(0)
+    ann = cifar_resnet().eval()
+    with torch.no_grad():
+        ann.train()(torch.rand(16, 3, 32, 32))  # non-trivial BatchNorm statistics to fold
+    ann.eval()
+    x = torch.rand(4, 3, 32, 32)
+    gm = normalize(copy.deepcopy(ann))
+    assert not [m for m in gm.modules() if isinstance(m, nn.BatchNorm2d)]  # all folded
+    torch.testing.assert_close(gm(x), ann(x), rtol=1e-4, atol=1e-5)
+
+
+def test_resnet_with_residuals_and_max_pooling_approximates_the_ann_at_t256() -> None:
+    torch.manual_seed(0)
+    ann = cifar_resnet().eval()
+    with torch.no_grad():
+        ann.train()(torch.rand(32, 3, 32, 32))
+    ann.eval()
+    snn_model = convert(ann, loader(torch.rand(64, 3, 32, 32), batch_size=32), percentile=100.0)
+    assert any(isinstance(m, SpikingMaxPool) for m in snn_model.modules())
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        rates = snn_model(encoders.direct(x, 256)).mean(0)
+        reference = ann(x)
+    relative_error = ((rates - reference).norm() / reference.norm()).item()
+    assert relative_error < 0.05
+
+
+def test_concatenation_and_functional_ops_convert() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(6, 5)
+            self.b = nn.Linear(6, 3)
+            self.out = nn.Linear(8, 2)
+
+        def forward(self, x):
+            joined = torch.cat([F.relu(self.a(x)), torch.clamp(self.b(x), min=0, max=2.0)], dim=1)
+            return self.out(F.dropout(joined, 0.5, self.training))
+
+    torch.manual_seed(0)
+    ann = Branchy().eval()
+    x = torch.rand(64, 6)
+    snn_model = convert(ann, loader(x), percentile=100.0)
+    with torch.no_grad():
+        rates = snn_model(encoders.direct(x, 512)).mean(0)
+    torch.testing.assert_close(rates, ann(x), rtol=0.02, atol=0.02)
+
+
+def test_one_pass_evaluation_matches_separate_runs(digits, trained_cnn) -> None:
+    split, _, calibration, test = digits
+    snn_model = convert(trained_cnn[0], calibration)
+    curve = accuracy_by_timesteps(snn_model, test, [2, 5])
+    for steps in (2, 5):
+        with torch.no_grad():
+            predictions = snn_model(encoders.direct(split.x_test, steps)).sum(0).argmax(1)
+        assert curve[steps] == (predictions == split.y_test).sum().item() / len(split.y_test)
+
+
+def test_digits_cnn_keeps_its_accuracy(digits, trained_cnn) -> None:
+    _, train, calibration, test = digits
+    ann, reference = trained_cnn
+    assert reference > 0.98
+    curve = accuracy_by_timesteps(convert(ann, calibration), test, [16, 32])
+    assert curve[16] >= reference - 0.010
+    assert curve[32] >= reference - 0.005
+
+    qcfs = swap_relu_for_qcfs(copy.deepcopy(ann), levels=4)
+    train_ann(qcfs, train, epochs=10, lr=5e-4, progress=False)
+    qcfs_curve = accuracy_by_timesteps(convert(qcfs, calibration), test, [4, 8])
+    assert qcfs_curve[4] >= reference - 0.010
+    assert qcfs_curve[8] >= reference - 0.005
+
+
+def test_qcfs_quantizes_and_learns_its_clip() -> None:
+    act = QCFS(levels=4, lam=2.0)
+    x = torch.tensor([-1.0, 0.1, 0.3, 0.74, 1.0, 3.0], requires_grad=True)
+    y = act(x)
+    assert torch.allclose(y, torch.tensor([0.0, 0.0, 0.5, 0.5, 1.0, 2.0]))
+    y.sum().backward()
+    assert act.lam.grad is not None and x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(SpikeforgeError, match="no nn.ReLU"):
+        swap_relu_for_qcfs(nn.Linear(2, 2))
+
+
+def test_saved_snn_reloads_identically(tmp_path, digits, trained_cnn) -> None:
+    _, _, calibration, _ = digits
+    snn_model = convert(trained_cnn[0], calibration)
+    path = save_converted(tmp_path / "snn.pt", snn_model, "converters.reference_models:digits_cnn")
+    loaded, _ = load_converted(path)
+    x = encoders.direct(torch.rand(3, 1, 8, 8), 6)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), snn_model(x))
+
+
+@pytest.mark.parametrize("layer, advice", [
+    (nn.Sigmoid(), "use ReLU"), (nn.GELU(), "use ReLU"), (nn.LayerNorm(4), "use BatchNorm"),
+])
+def test_unsupported_layers_are_refused_by_name(layer: nn.Module, advice: str) -> None:
+    ann = nn.Sequential(nn.Linear(4, 4), layer, nn.Linear(4, 2))
+    with pytest.raises(SpikeforgeError, match=rf"node '1' \({type(layer).__name__}\) has no spiking "
+                                              rf"equivalent; {advice}"):
+        convert(ann, loader(torch.rand(8, 4)))
+
+
+def test_untraceable_model_and_empty_loader() -> None:
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(SpikeforgeError, match="cannot trace DataDependent"):
+        convert(DataDependent(), loader(torch.rand(4, 3)))
+    with pytest.raises(SpikeforgeError, match="calibration loader is empty"):
+        convert(nn.Sequential(nn.Linear(3, 3), nn.ReLU()), loader(torch.rand(0, 3)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_conversion_on_gpu_matches_cpu(digits, trained_cnn) -> None:
+    _, _, calibration, test = digits
+    cpu = accuracy_by_timesteps(convert(trained_cnn[0], calibration), test, [4, 16])
+    gpu = accuracy_by_timesteps(convert(trained_cnn[0], calibration, device="cuda"), test, [4, 16], "cuda")
+    assert all(abs(cpu[t] - gpu[t]) <= 2 / 540 for t in cpu)
+
+
+def snn(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snn.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_convert_cli(tmp_path, trained_cnn) -> None:
+    weights = tmp_path / "ann.pt"
+    torch.save(trained_cnn[0].state_dict(), weights)
+    run = snn("convert", "--ann", "converters.reference_models:digits_cnn", "--weights", str(weights),
+              "--dataset", "digits", "--timesteps", "1,4,16", "--out", str(tmp_path / "out"), "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["ann_accuracy"] == trained_cnn[1]
+    assert set(result["snn_accuracy"]) == {"1", "4", "16"}
+    assert (tmp_path / "out" / "snn.pt").is_file() and (tmp_path / "out" / "accuracy_vs_timesteps.png").is_file()
+
+
+@pytest.mark.parametrize("ann, weights, message", [
+    ("no_such_package.models:net", None, "cannot import module 'no_such_package.models'"),
+    ("converters.reference_models:nothing", None, "has no callable 'nothing'"),
+    ("converters.reference_models", None, "package.module:factory"),
+    ("converters.reference_models:digits_mlp", "cnn", "do not fit the model"),
+    ("converters.reference_models:digits_cnn", "garbage", "corrupt"),
+])
+def test_convert_cli_bad_input(tmp_path, trained_cnn, ann: str, weights: str | None, message: str) -> None:
+    args = ["convert", "--ann", ann, "--timesteps", "2", "--out", str(tmp_path / "out")]
+    if weights == "cnn":
+        torch.save(trained_cnn[0].state_dict(), tmp_path / "w.pt")
+        args += ["--weights", str(tmp_path / "w.pt")]
+    elif weights == "garbage":
+        (tmp_path / "w.pt").write_bytes(b"not torch")
+        args += ["--weights", str(tmp_path / "w.pt")]
+    run = snn(*args)
+    assert run.returncode == 2 and message in run.stderr
+    assert not (tmp_path / "out").exists()
