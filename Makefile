@@ -11,12 +11,17 @@ PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test install clean
+# The Lava environment (lava-nc 0.10.0 needs Python 3.10 and numpy < 2); see DESIGN.md.
+LAVA_VENV ?= .venv-lava
+LAVA_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) python3.10)
+LAVA_STAMP := $(LAVA_VENV)/.installed
 
-demo: $(STAMP)
+.PHONY: demo test install clean lava-env
+
+demo: $(STAMP) lava-env
 	$(BIN)/snn demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) lava-env
 	$(BIN)/python -m pytest -q
 
 install: $(STAMP)
@@ -27,5 +32,14 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q $(PIP_C) -e ".[dev]"
 	touch $(STAMP)
 
+lava-env: $(LAVA_STAMP)
+
+$(LAVA_STAMP): hardware/lava/requirements.txt
+	test -x $(LAVA_VENV)/bin/python || $(LAVA_PYTHON) -m venv $(LAVA_VENV)
+	$(LAVA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LAVA_VENV)/bin/python -m pip install -q -r hardware/lava/requirements.txt
+	$(if $(wildcard hardware/lava/requirements-nodeps.txt),$(LAVA_VENV)/bin/python -m pip install -q --no-deps -r hardware/lava/requirements-nodeps.txt,)
+	touch $(LAVA_STAMP)
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(LAVA_VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,78 @@
+"""Main-environment side of a Lava run: export, subprocess into ``.venv-lava``, read results back.
+
+``run_in_lava(net, q, mode)`` writes the netx file and the input into a private temporary
+folder, runs ``.venv-lava/bin/python runner.py`` with a timeout and reads the result file the
+runner wrote atomically. A missing environment names ``make lava-env``; a failing or hanging
+run raises :class:`SpikeforgeError` and leaves no result file behind (the folder is removed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hardware.lava.compile import LoihiNetwork
+from hardware.lava.netx_export import export_netx
+from snn.errors import SpikeforgeError
+
+RUNNER = Path(__file__).with_name("runner.py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TIMEOUT_S = 600.0
+
+
+@dataclass
+class LavaResult:
+    """Spikes per layer (``[T, N]`` or ``[S, T, N]``, uint8), the readout membrane, spike counts, wall time."""
+
+    spikes: dict[str, np.ndarray]
+    membrane: dict[str, np.ndarray]
+    counts: dict[str, int]
+    seconds: float
+
+
+def lava_python() -> Path:
+    """The Lava environment's interpreter (``$SPIKEFORGE_LAVA_VENV`` or ``<repo>/.venv-lava``)."""
+    venv = Path(os.environ.get("SPIKEFORGE_LAVA_VENV", REPO_ROOT / ".venv-lava"))
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise SpikeforgeError(f"the Lava environment {venv} is missing; create it with 'make lava-env' "
+                              "(Python 3.10, lava-nc 0.10.0)")
+    return python
+
+
+def run_in_lava(net: LoihiNetwork, q: np.ndarray, mode: str = "single", steps_per_sample: int | None = None,
+                cfg: str = "sim", timeout: float = DEFAULT_TIMEOUT_S) -> LavaResult:
+    """Run quantised input ``q`` (``[T, ...]`` single, ``[S, T, ...]`` stream) on real Lava processes."""
+    import time
+    python = lava_python()
+    with tempfile.TemporaryDirectory(prefix="spikeforge-lava-") as tmp:
+        folder = Path(tmp)
+        export_netx(net, folder / "network.net")
+        np.save(folder / "input.npy", np.ascontiguousarray(q).astype(np.int32))
+        out = folder / "result.npz"
+        command = [str(python), str(RUNNER), "--net", str(folder / "network.net"), "--input",
+                   str(folder / "input.npy"), "--out", str(out), "--mode", mode, "--cfg", cfg]
+        if steps_per_sample is not None:
+            command += ["--steps-per-sample", str(steps_per_sample)]
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                  start_new_session=True)
+        except subprocess.TimeoutExpired as error:
+            raise SpikeforgeError(f"the Lava run did not finish within {timeout:.0f} s and was stopped; run fewer "
+                                  "samples or raise the timeout") from error
+        seconds = time.perf_counter() - start
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr or "").strip().splitlines()[-3:]
+            raise SpikeforgeError(f"the Lava run failed (exit status {done.returncode}): {' | '.join(tail)}")
+        with np.load(out) as result:
+            spikes = {k[len("spikes/"):]: result[k] for k in result.files if k.startswith("spikes/")}
+            membrane = {k[len("membrane/"):]: result[k] for k in result.files if k.startswith("membrane/")}
+            counts = json.loads(str(result["counts"]))
+    return LavaResult(spikes, membrane, counts, seconds)

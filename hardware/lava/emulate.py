@@ -1,0 +1,137 @@
+"""Integer emulation of a compiled Loihi 2 network in torch, bit-exact with Lava's fixed-point models.
+
+Per layer and step, exactly as lava-nc 0.10.0 computes it (``PyDenseModelBitAcc``,
+``PyConvModelFixed``, ``AbstractPyLifModelFixed`` / ``PyLifModelBitAcc``)::
+
+    a      = W s_in                     dense: weights clipped/truncated as Lava's 8-bit synapse,
+             (<< weight_exp)            then shifted by weight_exp; sent through an int32 port
+    a      = wrap24(conv(s_in, W))      conv: 24-bit signed wrap, no weight exponent
+    u      = trunc0(u * (4096 - du - 1) / 4096) + (a << 6)          trunc0: rounding toward zero
+    u      = u - 2**24 if u > 2**23;  u + 2**24 if u <= -2**23       Lava's 24-bit wrap
+    v      = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << 6), -(2**23 - 1), 2**23 - 1)
+    s      = v > (vth << 6);   v = 0 where s                         zero reset
+
+Every connection delays by one step (Lava's synapse sends the previous step's
+accumulation): with ``delay=True`` layer k at step t sees layer k-1's output of step t-1
+(and zeros at t = 0), which is what one continuous Lava run produces. With ``delay=False``
+every layer sees step t of its input: the per-sample window a reset-streamed Lava run
+produces (``LIFReset`` with a per-layer reset offset; see :mod:`hardware.lava.runner`).
+
+Batched over samples, device-agnostic (CPU or CUDA). Integer sums are exact: they run in
+float32 when the compile-time bound on ``sum |w| * max input`` is below 2**24, else float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as tf
+
+from hardware.lava.compile import LoihiLayer, LoihiNetwork
+from snn.errors import SpikeforgeError
+
+UV_MAX = 2 ** 23
+EXACT_FLOAT32 = 2 ** 24
+
+
+def lava_dense_weights(weight: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:
+    """Lava's ``clip_weights`` then ``truncate_weights`` (utils/weightutils.py) on an integer matrix."""
+    w = weight.astype(np.int64)
+    mixed = bool(w.min() < 0 < w.max())
+    inhibitory = (not mixed) and w.max() <= 0 and w.min() < 0
+    if inhibitory:
+        w = -w
+    w = np.clip(w, -(2 ** 8) * int(mixed), 2 ** 8 - 1)
+    shift = 8 - num_weight_bits + int(mixed)
+    w = (w >> shift) << shift
+    return -w if inhibitory else w
+
+
+def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    base = 1 << bits
+    return torch.remainder(x + base // 2, base) - base // 2
+
+
+def _trunc_decay(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``sign(x * f) * (|x * f| >> 12)``: decay with rounding toward zero."""
+    p = x * factor
+    return torch.sign(p) * (torch.abs(p) >> 12)
+
+
+@dataclass
+class Emulation:
+    """Per-layer spikes ``[T, B, N]`` (uint8, torch order of neurons) and the readout membrane ``[T, B, N]`` (int64)."""
+
+    spikes: dict[str, torch.Tensor]
+    membrane: dict[str, torch.Tensor]
+
+
+class _Connection:
+    def __init__(self, layer: LoihiLayer, device: torch.device, max_in: int) -> None:
+        self.layer = layer
+        if layer.kind == "dense":
+            w = lava_dense_weights(layer.weight)
+        else:
+            w = layer.weight.astype(np.int64)
+        bound = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * max_in
+        self.dtype = torch.float32 if bound < EXACT_FLOAT32 else torch.float64
+        self.weight = torch.as_tensor(w, dtype=self.dtype, device=device)
+
+    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+        """``s``: ``[B, *in_shape]`` integers -> int64 activation ``[B, N]``."""
+        layer, x = self.layer, s.to(self.dtype)
+        if layer.kind == "dense":
+            a = torch.round(x.reshape(x.shape[0], -1) @ self.weight.t()).long()
+            e = layer.weight_exp
+            a = a << e if e > 0 else a >> (-e)
+            return _wrap(a, 32)
+        a = tf.conv2d(x.reshape(x.shape[0], *layer.in_shape), self.weight, stride=layer.stride,
+                      padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+        return _wrap(torch.round(a).long(), 24).reshape(x.shape[0], -1)
+
+
+def _lif_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, layer: LoihiLayer, bias: torch.Tensor):
+    act = _wrap(_wrap(a, 32) << 6, 32)
+    d = _wrap(_trunc_decay(u, 4096 - layer.du - 1) + act, 32)
+    w = torch.where(d > UV_MAX, d - 2 * UV_MAX, d)
+    u = torch.where(w <= -UV_MAX, d + 2 * UV_MAX, w)
+    v = torch.clamp(_trunc_decay(v, 4096 - layer.dv) + u + bias, -(UV_MAX - 1), UV_MAX - 1)
+    s = v > (layer.vth << 6)
+    return s, u, torch.where(s, torch.zeros_like(v), v)
+
+
+def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True, device: str | torch.device | None = None) -> Emulation:
+    """Run quantised input ``q`` (int ``[T, B, *input_shape]``, see :meth:`LoihiNetwork.quantise_input`)."""
+    if q.dim() < 3 or tuple(q.shape[2:]) != net.input_shape:
+        raise SpikeforgeError(f"emulator input must be [T, B, *{net.input_shape}], got {tuple(q.shape)}")
+    if q.is_floating_point():
+        raise SpikeforgeError("emulator input must be integer graded spikes; use LoihiNetwork.quantise_input")
+    dev = torch.device(device) if device is not None else q.device
+    steps, batch = q.shape[:2]
+    h = q.to(dev).long()
+    spikes: dict[str, torch.Tensor] = {}
+    membrane: dict[str, torch.Tensor] = {}
+    max_in = int(h.abs().max().item()) if h.numel() else 0
+    with torch.no_grad():
+        for layer in net.layers:
+            conn = _Connection(layer, dev, max(max_in, 1))
+            a = conn(h.reshape(steps * batch, *h.shape[2:])).reshape(steps, batch, -1)
+            if delay:
+                a = torch.cat([torch.zeros_like(a[:1]), a[:-1]])
+            bias = torch.as_tensor(layer.bias_mant.reshape(-1) << layer.bias_exp, dtype=torch.long, device=dev)
+            u = torch.zeros(batch, layer.size, dtype=torch.long, device=dev)
+            v = torch.zeros_like(u)
+            out, vs = [], []
+            for t in range(steps):
+                s, u, v = _lif_step(a[t], u, v, layer, bias)
+                out.append(s)
+                if layer.readout:
+                    vs.append(v)
+            spk = torch.stack(out).to(torch.uint8)
+            spikes[layer.name] = spk
+            if layer.readout:
+                membrane[layer.name] = torch.stack(vs)
+            h, max_in = spk.reshape(steps, batch, *layer.shape), 1
+    return Emulation(spikes, membrane)

@@ -1,0 +1,83 @@
+"""Write a compiled network as a lava-dl netx HDF5 file (``lava.lib.dl.netx.hdf5.Network`` reads it).
+
+Layout (netx's, as read by lava-dl 0.6.0 ``netx/hdf5.py``)::
+
+    layer/0            type "input", shape [C, H, W] (netx reverses it to Lava's WHC)
+    layer/k            type "conv":  weight [C_out, C_in/g, kh, kw] (torch layout; netx flips and
+                                     transposes it to Lava's [C_out, W, H, C_in]), stride, padding,
+                                     dilation, groups, kernelSize, inChannels, outChannels, shape
+                       type "flatten" (between a conv population and a dense layer)
+                       type "dense": weight [n_out, n_in], shape [n_out]
+                       each with bias (13-bit mantissa; netx uses bias_exp = 6) and neuron
+                       {type "CUBA", iDecay = du + 1, vDecay = dv, vThMant = vth, refDelay 1,
+                        gradedSpike False}
+    spikeforge         our extras (attributes): format, input_levels, names, readout flags,
+                       per-layer scales; netx ignores it. The runner reads everything from here
+                       and ``layer/*``.
+
+Weights are the integers Lava's synapse holds (mixed sign: even values in [-256, 254]), so
+netx's ``optimize_weight_bits`` represents them exactly. Written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hardware.lava.compile import LoihiNetwork
+from snn.errors import SpikeforgeError
+from snn.fileio import atomic_path
+
+FORMAT = "spikeforge.loihi.netx"
+
+
+def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
+    """Write ``net`` to ``path`` (``.net``); returns the path."""
+    entries: list[dict] = [{"type": "input", "shape": np.array(net.input_shape, dtype=np.int64)}]
+    prev_conv = len(net.input_shape) == 3
+    for layer in net.layers:
+        neuron = {"type": "CUBA", "iDecay": layer.du + 1, "vDecay": layer.dv, "vThMant": layer.vth,
+                  "refDelay": 1, "gradedSpike": False}
+        entry: dict = {"neuron": neuron, "bias": layer.bias_mant.astype(np.int64),
+                       "weight": layer.weight.astype(np.int64)}
+        if layer.kind == "conv":
+            if not prev_conv:
+                raise SpikeforgeError(f"layer {layer.name}: a convolution after a dense layer needs a reshape that "
+                                      "netx cannot express; restructure the network")
+            c_out, c_in, kh, kw = layer.weight.shape
+            entry.update(type="conv", shape=np.array(layer.shape, dtype=np.int64), stride=np.array(layer.stride[::-1]),
+                         padding=np.array(layer.padding[::-1]), dilation=np.array(layer.dilation[::-1]),
+                         groups=layer.groups, kernelSize=np.array([kw, kh]), inChannels=c_in * layer.groups,
+                         outChannels=c_out)
+            entry["bias"] = layer.bias_mant.reshape(layer.shape)[:, 0, 0].astype(np.int64)
+        else:
+            if prev_conv:
+                entries.append({"type": "flatten"})
+            entry.update(type="dense", shape=np.array([layer.size], dtype=np.int64))
+        entries.append(entry)
+        prev_conv = layer.kind == "conv"
+    meta = {"format": FORMAT, "input_levels": net.input_levels, "input_shape": list(net.input_shape),
+            "layers": [{"name": l.name, "kind": l.kind, "shape": list(l.shape), "in_shape": list(l.in_shape),
+                        "readout": l.readout, "scale": l.scale, "weight_exp": l.weight_exp,
+                        "graded_input": l.graded_input, "stride": list(l.stride), "padding": list(l.padding),
+                        "dilation": list(l.dilation), "groups": l.groups} for l in net.layers]}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            group = f.create_group("layer")
+            for index, entry in enumerate(entries):
+                g = group.create_group(str(index))
+                for key, value in entry.items():
+                    if key == "neuron":
+                        n = g.create_group("neuron")
+                        for nk, nv in value.items():
+                            n.create_dataset(nk, data=nv)
+                    else:
+                        g.create_dataset(key, data=value)
+            extra = f.create_group("spikeforge")
+            extra.attrs["meta"] = json.dumps(meta)
+            for index, layer in enumerate(net.layers):
+                extra.create_dataset(f"bias_{index}", data=layer.bias_mant.astype(np.int64))
+    return Path(path)

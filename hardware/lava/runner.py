@@ -1,0 +1,250 @@
+"""Run an exported network in Lava. This script runs INSIDE ``.venv-lava`` (Python 3.10, lava-nc 0.10.0).
+
+    python runner.py --net NET.net --input IN.npy --out RESULT.npz [--mode stream|single]
+                     [--steps-per-sample T] [--cfg sim|hw]
+
+It imports nothing from spikeforge (torch is not installed here). It reads the netx HDF5 file
+written by :mod:`hardware.lava.netx_export` and builds real Lava processes: a ``RingBuffer``
+input source sending 8-bit graded spikes, one ``Dense`` or ``Conv`` per connection, one LIF
+per population, a ``RingBuffer`` sink per population and a ``Monitor`` on the readout's ``v``.
+It runs them with ``Loihi2SimCfg(select_tag="fixed_pt")`` (``--cfg hw``: ``Loihi2HwCfg``,
+which needs lava-loihi).
+
+``--mode single``: input ``[T, *input_shape]``, one continuous run of T steps from rest.
+``--mode stream``: input ``[S, T, *input_shape]``; the S samples are played back to back
+(S*T + L steps for L layers) and layer k (1-based) is reset to rest at every step with
+``time_step % T == (k + 1) % T`` (``LIFReset``): exactly when its first input of a sample
+arrives, since every connection delays by one step. The result holds, per layer, the
+spikes of each sample's window ``[S, T, N]``.
+
+The result file (``.npz``, written atomically) holds ``spikes/<name>`` ([T, N] or
+[S, T, N], neurons in torch order C, H, W), ``membrane/<name>`` for the readout, and
+``counts`` (JSON: spikes per layer). Exit status 0 on success; 2 with one line on stderr
+naming the cause otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+
+class RunnerError(Exception):
+    pass
+
+
+def _read(path: str) -> tuple[dict, list[dict]]:
+    try:
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f["spikeforge"].attrs["meta"])
+            layers, k = [], 0
+            for key in sorted(f["layer"].keys(), key=int):
+                g = f["layer"][key]
+                kind = g["type"][()].decode() if isinstance(g["type"][()], bytes) else str(g["type"][()])
+                if kind not in ("conv", "dense"):
+                    continue
+                spec = dict(meta["layers"][k])
+                spec["weight"] = np.asarray(g["weight"][()], dtype=np.int64)
+                spec["bias"] = np.asarray(f["spikeforge"][f"bias_{k}"][()], dtype=np.int64)
+                n = g["neuron"]
+                spec.update(du=int(n["iDecay"][()]) - 1, dv=int(n["vDecay"][()]), vth=int(n["vThMant"][()]))
+                layers.append(spec)
+                k += 1
+    except (OSError, KeyError, ValueError) as error:
+        raise RunnerError(f"{path} is not a spikeforge netx file ({error}); export it with hardware.lava.netx_export")
+    return meta, layers
+
+
+def _whc(shape: list[int]) -> tuple[int, ...]:
+    return tuple(shape[::-1])
+
+
+def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period: int | None):
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.lif.process import LIF, LIFReset
+    from lava.proc.monitor.process import Monitor
+
+    first = layers[0]
+    in_shape = meta["input_shape"]
+    if first["kind"] == "conv":   # Lava's Conv reads (W, H, C)
+        src_data = data.reshape(steps, *in_shape).transpose(3, 2, 1, 0)
+    else:
+        src_data = data.reshape(steps, -1).T
+    source = Source(data=np.ascontiguousarray(src_data).astype(np.int32))
+    port, port_kind, port_shape = source.s_out, first["kind"] if first["kind"] == "conv" else "dense", in_shape
+    procs, sinks, monitor = [source], {}, None
+    for index, spec in enumerate(layers):
+        shape = spec["shape"]
+        graded = 8 if spec["graded_input"] else 0
+        if spec["kind"] == "conv":
+            if port_kind != "conv":
+                port = port.reshape(tuple(port_shape)).transpose([2, 1, 0])
+            w = spec["weight"][:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
+            conn = Conv(weight=np.ascontiguousarray(w).astype(np.int32), input_shape=_whc(spec["in_shape"]),
+                        padding=tuple(spec["padding"][::-1]), stride=tuple(spec["stride"][::-1]),
+                        dilation=tuple(spec["dilation"][::-1]), groups=spec["groups"], num_message_bits=graded)
+            lif_shape = _whc(shape)
+            bias = spec["bias"].reshape(shape).transpose(2, 1, 0)
+        else:
+            if port_kind == "conv":
+                port = port.transpose([2, 1, 0]).flatten()
+            conn = Dense(weights=spec["weight"].astype(np.int32), num_message_bits=graded,
+                         weight_exp=int(spec["weight_exp"]))
+            lif_shape = (int(np.prod(shape)),)
+            bias = spec["bias"]
+        common = dict(shape=lif_shape, du=spec["du"], dv=spec["dv"], vth=spec["vth"], bias_mant=bias.astype(np.int32),
+                      bias_exp=6)
+        if period is None:
+            lif = LIF(**common)
+        else:
+            lif = LIFReset(**common, reset_interval=period, reset_offset=(index + 2) % period)
+        port.connect(conn.s_in)
+        conn.a_out.connect(lif.a_in)
+        sink = Sink(shape=lif_shape, buffer=steps)
+        lif.s_out.connect(sink.a_in)
+        sinks[spec["name"]] = (sink, spec)
+        if spec["readout"]:
+            monitor = Monitor()
+            monitor.probe(lif.v, steps)
+            monitor_target = (lif, spec)
+        procs += [conn, lif]
+        port, port_kind, port_shape = lif.s_out, spec["kind"], shape
+    return procs, sinks, (monitor, monitor_target) if monitor is not None else None
+
+
+def _torch_order(raw: np.ndarray, spec: dict) -> np.ndarray:
+    """Sink data (``lif_shape + (steps,)``) -> ``[steps, N]`` in torch (C, H, W) order."""
+    if spec["kind"] == "conv":
+        return raw.transpose(3, 2, 1, 0).reshape(raw.shape[-1], -1)
+    return raw.T
+
+
+def _run_config(cfg: str):
+    from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
+    if cfg == "sim":
+        return Loihi2SimCfg(select_tag="fixed_pt")
+    if importlib.util.find_spec("lava.magma.compiler.subcompilers.nc") is None:
+        raise RunnerError("--cfg hw needs lava-loihi (Intel's Loihi 2 extension, available to INRC members), which "
+                          "is not installed in this Lava environment; install it on the Loihi host or use --cfg sim")
+    return Loihi2HwCfg()
+
+
+def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_sample: int | None, cfg: str) -> None:
+    from lava.magma.core.run_conditions import RunSteps
+
+    meta, layers = _read(net_path)
+    data = np.load(input_path)
+    if mode == "single":
+        steps, period, depth, samples = data.shape[0], None, 0, None
+    else:
+        if data.ndim < 2 or not steps_per_sample or data.shape[1] != steps_per_sample:
+            raise RunnerError(f"stream input must be [S, T, ...] with T = --steps-per-sample, got {data.shape}")
+        samples, depth = data.shape[0], len(layers)
+        data = np.concatenate([data.reshape(-1, *data.shape[2:]), np.zeros((depth, *data.shape[2:]), data.dtype)])
+        steps, period = data.shape[0], steps_per_sample
+    if tuple(data.shape[1:]) != tuple(meta["input_shape"]):
+        raise RunnerError(f"input feature shape {data.shape[1:]} does not match the network's {meta['input_shape']}")
+    run_cfg = _run_config(cfg)
+    procs, sinks, probe = _build(meta, layers, data, steps, period)
+    anchor = procs[-1]
+    try:
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
+        raw = {name: _torch_order(np.asarray(sink.data.get()), spec) for name, (sink, spec) in sinks.items()}
+        membrane = {}
+        if probe is not None:
+            monitor, (lif, spec) = probe
+            got = monitor.get_data()
+            v = np.asarray(next(iter(got.values()))["v"])
+            membrane[spec["name"]] = _torch_order(v.T.reshape(*lif.v.shape, steps), spec)
+    finally:
+        anchor.stop()
+    result: dict[str, np.ndarray] = {}
+    for index, (name, s) in enumerate(raw.items()):
+        if samples is not None:     # window of sample k for layer index+1 starts at k*T + index + 1
+            s = np.stack([s[k * period + index + 1: k * period + index + 1 + period] for k in range(samples)])
+        result[f"spikes/{name}"] = s.astype(np.uint8)
+    for name, v in membrane.items():
+        index = [spec["name"] for spec in layers].index(name)
+        if samples is not None:
+            v = np.stack([v[k * period + index + 1: k * period + index + 1 + period] for k in range(samples)])
+        result[f"membrane/{name}"] = v.astype(np.int64)
+    counts = {name[len("spikes/"):]: int(s.sum()) for name, s in result.items() if name.startswith("spikes/")}
+    result["counts"] = np.array(json.dumps(counts))
+    directory = os.path.dirname(os.path.abspath(out_path))
+    fd, tmp = tempfile.mkstemp(prefix=".result.", suffix=".npz", dir=directory)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **result)
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def netx_check(net_path: str) -> str:
+    """Load the file with lava-dl's own reader ``lava.lib.dl.netx.hdf5.Network`` and return its layer table.
+
+    lava-dl 0.6.0's netx package imports torch in two places that the HDF5 reader does not
+    need: ``netx/__init__.py`` (its PyTorch ``sequential_modules``) and
+    ``lava.lib.dl.slayer`` (only for resonate-and-fire neurons). torch is deliberately absent
+    here (lava-dl pins a multi-GB CUDA build), so without torch the package is entered
+    without its ``__init__`` and the slayer import is a stub that refuses RF neurons.
+    ``netx/hdf5.py`` itself then runs unchanged.
+    """
+    import types
+    if importlib.util.find_spec("torch") is None:
+        spec = importlib.util.find_spec("lava.lib.dl")
+        if spec is None or not spec.submodule_search_locations:
+            raise RunnerError("lava-dl is not installed in this Lava environment; re-run 'make lava-env'")
+        netx = types.ModuleType("lava.lib.dl.netx")
+        netx.__path__ = [os.path.join(list(spec.submodule_search_locations)[0], "netx")]
+        sys.modules.setdefault("lava.lib.dl.netx", netx)
+        def refuse(*_args, **_kwargs):
+            raise RunnerError("RF neurons need lava-dl's slayer (torch)")
+        for name in ("lava.lib.dl.slayer", "lava.lib.dl.slayer.neuron"):
+            sys.modules.setdefault(name, types.ModuleType(name))
+        rf = types.ModuleType("lava.lib.dl.slayer.neuron.rf")
+        rf.neuron_params = refuse
+        sys.modules.setdefault("lava.lib.dl.slayer.neuron.rf", rf)
+    from lava.lib.dl.netx import hdf5
+    net = hdf5.Network(net_config=net_path)
+    return str(net)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--net", required=True)
+    parser.add_argument("--input")
+    parser.add_argument("--out")
+    parser.add_argument("--mode", choices=("single", "stream"), default="single")
+    parser.add_argument("--steps-per-sample", type=int, default=None)
+    parser.add_argument("--cfg", choices=("sim", "hw"), default="sim")
+    parser.add_argument("--netx-check", action="store_true", help="only load the file with lava-dl's netx reader")
+    args = parser.parse_args(argv)
+    try:
+        if args.netx_check:
+            print(netx_check(args.net))
+            return 0
+        if not args.input or not args.out:
+            raise RunnerError("--input and --out are required")
+        run(args.net, args.input, args.out, args.mode, args.steps_per_sample, args.cfg)
+    except RunnerError as error:
+        print(f"lava runner: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Real Lava processes (lava-nc 0.10.0 in .venv-lava) against the torch integer emulation, spike for spike.
+
+Needs the Lava environment: ``make lava-env`` builds ``.venv-lava`` (``make test`` builds it first).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hardware.lava.cli import deploy, register
+from hardware.lava.compile import compile_network
+from hardware.lava.driver import REPO_ROOT, RUNNER, lava_python, run_in_lava
+from hardware.lava.emulate import emulate
+from hardware.lava.netx_export import export_netx
+from snn.checkpoint import save_checkpoint
+from snn.errors import SpikeforgeError
+from snn.network import Sequential
+from snn.neurons import IF, LIF, CubaLIF, Integrator
+
+try:
+    lava_python()
+except SpikeforgeError:
+    pytest.skip("the Lava environment .venv-lava is missing; build it with 'make lava-env' (make test does)",
+                allow_module_level=True)
+
+STEPS = 64
+
+
+def _dense3() -> Sequential:
+    return Sequential(nn.Linear(20, 24), LIF(beta=0.9, reset="zero"), nn.Linear(24, 16), LIF(beta=0.8, reset="zero"),
+                      nn.Linear(16, 6), IF(reset="zero"), input_shape=(20,))
+
+
+def _conv2() -> Sequential:
+    return Sequential(nn.Conv2d(2, 4, 3, padding=1), LIF(beta=0.9, theta=0.5, reset="zero"),
+                      nn.Conv2d(4, 3, 3, stride=2, bias=False), CubaLIF(alpha=0.3, beta=0.95, reset="zero"),
+                      input_shape=(2, 6, 6))
+
+
+def _biased() -> Sequential:
+    return Sequential(nn.Linear(10, 12), CubaLIF(alpha=0.2, beta=0.7, bias=0.05, reset="zero"), nn.Linear(12, 8),
+                      LIF(beta=0.99, bias=-0.02, theta=0.8, reset="zero"), nn.Linear(8, 4), Integrator(beta=0.95),
+                      input_shape=(10,))
+
+
+@pytest.mark.parametrize("seed, build", [(0, _dense3), (1, _conv2), (2, _biased)])
+def test_lava_matches_emulation_spike_for_spike(seed, build):
+    torch.manual_seed(seed)
+    model = build().eval()
+    net = compile_network(model)
+    q = net.quantise_input(torch.rand(STEPS, 1, *model.input_shape))
+    em = emulate(net, q, delay=True)
+    lava = run_in_lava(net, q[:, 0].numpy(), mode="single")
+    assert set(lava.spikes) == set(em.spikes)
+    for name, spikes in em.spikes.items():
+        np.testing.assert_array_equal(lava.spikes[name], spikes[:, 0].numpy(), err_msg=f"layer {name}")
+    for name, v in em.membrane.items():
+        np.testing.assert_array_equal(lava.membrane[name], v[:, 0].numpy())
+    assert sum(lava.counts.values()) > 0
+    assert lava.counts == {k: int(s.sum()) for k, s in em.spikes.items()}
+
+
+def _cnn_checkpoint(path):
+    torch.manual_seed(5)
+    model = Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), LIF(), nn.AvgPool2d(2),
+                       nn.Flatten(), nn.Linear(64, 16), LIF(), nn.Linear(16, 10), Integrator(), input_shape=(1, 8, 8))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.1, 0.1)
+        model[1].running_var.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.1, 0.3)
+        model[0].weight.mul_(3)
+    return save_checkpoint(path, model.eval(), task={"timesteps": 4, "encoder": "direct", "readout": "membrane_mean"})
+
+
+def test_deploy_streams_samples_with_resets(tmp_path):
+    results = deploy(_cnn_checkpoint(tmp_path / "model.pt"), samples=3)
+    assert results["emulation_agreement"] == 1.0
+    assert results["samples"] == 3 and results["timesteps"] == 4
+    assert 0.0 <= results["lava_accuracy"] <= 1.0 and 0.0 <= results["float_accuracy"] <= 1.0
+    assert results["lava_accuracy"] == results["emulation_accuracy"]
+    assert sum(results["spikes_per_sample"].values()) > 0
+
+
+def test_deploy_verb_parses(tmp_path):
+    import argparse
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["deploy", "--model", "m.pt", "--backend", "lava", "--samples", "5", "--json"])
+    assert args.samples == 5 and args.backend == "lava" and args.json
+
+
+def test_exported_file_loads_in_netx(tmp_path):
+    torch.manual_seed(6)
+    model = Sequential(nn.Conv2d(1, 4, 3, padding=1), LIF(reset="zero"), nn.AvgPool2d(2), nn.Flatten(),
+                       nn.Linear(64, 10), Integrator(), input_shape=(1, 8, 8)).eval()
+    path = export_netx(compile_network(model), tmp_path / "net.net")
+    done = subprocess.run([str(lava_python()), str(RUNNER), "--net", str(path), "--netx-check"], capture_output=True,
+                          text=True, timeout=300, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "Conv" in done.stdout and "Dense" in done.stdout
+
+
+def test_hang_is_stopped_by_the_timeout_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    torch.manual_seed(0)
+    net = compile_network(_dense3().eval())
+    q = net.quantise_input(torch.rand(STEPS, 1, 20))[:, 0].numpy()
+    with pytest.raises(SpikeforgeError, match="did not finish"):
+        run_in_lava(net, q, timeout=0.5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_run_and_missing_hardware_are_clear_errors(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    net = compile_network(_dense3().eval())
+    with pytest.raises(SpikeforgeError, match="does not match|failed"):
+        run_in_lava(net, np.zeros((4, 7), dtype=np.int32))
+    with pytest.raises(SpikeforgeError, match="lava-loihi"):
+        run_in_lava(net, np.zeros((4, 20), dtype=np.int32), cfg="hw")
