@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience in epochs")
     train.add_argument("--encoder", default="direct", choices=["direct", "rate"])
     train.add_argument("--out", required=True, help="output folder (checkpoint, curves, results)")
+    train.add_argument("--nproc", type=positive_int, default=1,
+                       help="data-parallel processes (DDP: gloo on CPU, NCCL on GPU); --batch-size is the global batch")
     add_json_flag(train)
     train.set_defaults(run=_cmd_train)
 

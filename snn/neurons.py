@@ -11,6 +11,12 @@ shape (per-neuron values). ``learn_*`` flags make them trainable; decays are cla
 
 Equations: see :mod:`snn.functional`.
 
+Execution: spiking layers run their time loop fused (:mod:`snn.fused`, one autograd node
+with a hand-written BPTT backward) whenever that is equivalent: ``layer.fused = None``
+(default) picks the fused path when the layer has no recurrent weight and no membrane
+recording is requested; ``False`` forces the plain step-by-step reference
+(:func:`snn.functional.scan`); ``True`` demands the fused path.
+
 Example::
 
     lif = LIF(beta=0.9)
@@ -41,6 +47,7 @@ class NeuronLayer(nn.Module):
     Subclasses list their float parameters in ``_parameter_names`` and implement
     ``_step_and_state``. ``record_membrane = True`` makes ``forward`` keep the membrane
     trace in ``self.membrane_trace`` (used by :class:`snn.recording.Recorder`).
+    ``fused`` chooses the execution path (see the module docstring).
     """
 
     _parameter_names: tuple[str, ...] = ()
@@ -50,6 +57,7 @@ class NeuronLayer(nn.Module):
         super().__init__()
         self.record_membrane = False
         self.membrane_trace: torch.Tensor | None = None
+        self.fused: bool | None = None
         self.recurrent_features = recurrent_features
         self.recurrent: nn.Linear | None = None
         if recurrent_features is not None:
@@ -82,10 +90,27 @@ class NeuronLayer(nn.Module):
                                   f"but its input has {x.shape[-1]}; flatten the input or set recurrent_features")
         if state is None:
             state = F.initial_state(self._state_type, x[0])
+        if self._runs_fused():
+            self.membrane_trace = None
+            return self._fused_scan(x, state)
         weight = None if self.recurrent is None else self.recurrent.weight
         out, state, trace = F.scan(self._step(), x, state, weight, self.record_membrane)
         self.membrane_trace = trace
         return out, state
+
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple) -> tuple[torch.Tensor, NamedTuple]:
+        """Whole-sequence fused forward; subclasses with a fused kernel override this."""
+        raise NotImplementedError
+
+    def _runs_fused(self) -> bool:
+        choice = getattr(self, "fused", None)
+        has_kernel = type(self)._fused_scan is not NeuronLayer._fused_scan
+        if choice is False:
+            return False
+        if choice is True and (not has_kernel or self.recurrent is not None):
+            raise SpikeforgeError(f"{type(self).__name__} cannot run fused (recurrent weight or no fused kernel); "
+                                  "set layer.fused = None or False")
+        return has_kernel and self.recurrent is None and not self.record_membrane
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Per-neuron parameters saved from a layer built with scalars: adopt their shape.
@@ -141,6 +166,10 @@ class _CubaFamily(NeuronLayer):
     def _step(self):
         p = self.parameters_now()
         return lambda x, s: F.cuba_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
+
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple) -> tuple[torch.Tensor, NamedTuple]:
+        from snn.fused import cuba_scan
+        return cuba_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset)
 
     def _common_spec(self) -> dict[str, Any]:
         return {"theta": _scalar(self.theta), "bias": _scalar(self.bias), "reset": self.reset,
@@ -245,6 +274,10 @@ class ALIF(NeuronLayer):
     def _step(self):
         p = self.parameters_now()
         return lambda x, s: F.alif_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
+
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple) -> tuple[torch.Tensor, NamedTuple]:
+        from snn.fused import alif_scan
+        return alif_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset)
 
     def spec(self) -> dict[str, Any]:
         return {"type": "ALIF", "beta": _scalar(self.beta), "rho": _scalar(self.rho), "gamma": _scalar(self.gamma),

@@ -41,6 +41,7 @@ class TrainSettings:
     val_fraction: float = 0.1
     data_dir: str | None = None
     progress: bool | None = None
+    nproc: int = 1  # data-parallel worker processes (DDP); batch_size is the global batch
 
 
 def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -57,15 +58,22 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
 
 
-def train_classifier(settings: TrainSettings, out_dir: str | Path) -> dict[str, Any]:
+def train_classifier(settings: TrainSettings, out_dir: str | Path, distributed=None) -> dict[str, Any]:
     """Train, select on a validation split, test once; write checkpoint, curves and results.
 
     Writes ``model.pt``, ``training_curves.png`` and ``train.json`` into ``out_dir`` and
     returns the results dictionary (``test_accuracy``, ``timesteps``, ``epochs``, ...).
+    With ``settings.nproc > 1`` the work runs data-parallel (:mod:`snn.distributed`);
+    ``distributed`` is that module's per-process context (rank 0 writes the files).
     """
     check_timesteps(settings.timesteps)
     if settings.batch_size < 1:
         raise SpikeforgeError(f"batch size must be at least 1, got {settings.batch_size}")
+    if settings.nproc < 1:
+        raise SpikeforgeError(f"nproc must be at least 1, got {settings.nproc}")
+    if settings.nproc > 1 and distributed is None:
+        from snn.distributed import launch_training
+        return launch_training(settings, out_dir)
     config = FitConfig(epochs=settings.epochs, lr=settings.lr, seed=settings.seed, patience=settings.patience,
                        device=settings.device, progress=settings.progress)
     resolve_device(settings.device)
@@ -78,8 +86,18 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path) -> dict[str, 
     out = Path(out_dir)
     checkpoint = out / "model.pt"
     meta = {"settings": asdict(settings), "dataset": settings.dataset}
-    result = fit(model, task, _loader(x_train, y_train, settings.batch_size, True, settings.seed),
-                 _loader(x_val, y_val, 256, False, settings.seed), config, checkpoint, meta)
+    train_loader = _loader(x_train, y_train, settings.batch_size, True, settings.seed)
+    val_loader = _loader(x_val, y_val, 256, False, settings.seed)
+    if distributed is None:
+        result = fit(model, task, train_loader, val_loader, config, checkpoint, meta)
+    else:  # every rank sees the same validation accuracy, so all stop at the same epoch
+        result = fit(distributed.wrap(model), task, distributed.shard(train_loader), val_loader, config, None, meta)
+        if not distributed.is_main:
+            return {}
+        from snn.checkpoint import save_checkpoint
+        save_checkpoint(checkpoint, model, task.as_dict(),
+                        {**meta, "epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
+                         "nproc": distributed.world_size})
     test_accuracy = evaluate(model, task, _loader(split.x_test, split.y_test, 256, False, settings.seed),
                              result.device)
     curves = plots.plot_training_curves(result.history, out / "training_curves.png", title=f"{settings.arch} / {settings.neuron}, T={settings.timesteps}")
