@@ -1,0 +1,86 @@
+"""NIR files (HDF5): save atomically, load with clear errors for anything that is not one.
+
+``save_nir(net_or_graph, path)`` writes through a temporary file and a rename
+(:func:`snn.fileio.atomic_path`), so a failed export leaves no file behind.
+``load_nir(path)`` returns the :class:`nir.NIRGraph`; ``load_network(path)`` the runnable
+:class:`snn.network.Sequential`. A missing file, a file that is not HDF5, a truncated
+HDF5 file, an HDF5 file without a NIR graph and a graph naming an unknown node type are
+refused with a :class:`~snn.errors.SpikeforgeError`; nothing in the file is executed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import nir
+import nir.ir
+from nir.serialization import hdf2dict
+
+from converters import nir_discretisation as D
+from converters.nir_export import export_nir
+from converters.nir_import import import_nir
+from snn.errors import SpikeforgeError
+from snn.fileio import atomic_path
+from snn.network import Sequential
+
+KNOWN_TYPES = set(nir.ir.__all__) - {"NIRNode", "str2NIRNode", "dict2NIRNode"}
+
+
+def save_nir(model: Sequential | nir.NIRGraph, path: str | os.PathLike, input_shape: Sequence[int] | None = None,
+             dt: float = D.DEFAULT_DT) -> Path:
+    """Write ``model`` (a network, exported with ``dt``, or a NIR graph) to ``path`` atomically."""
+    graph = model if isinstance(model, nir.NIRGraph) else export_nir(model, input_shape=input_shape, dt=dt)
+    with atomic_path(path) as tmp:
+        nir.write(tmp, graph)
+    return Path(path)
+
+
+def _check_types(node: dict, where: str) -> None:
+    """Name the node whose type this nir version does not know (nir itself only asserts)."""
+    kind = node.get("type")
+    if kind not in KNOWN_TYPES:
+        raise SpikeforgeError(f"NIR node {where!r} has type {kind!r}, which the installed nir package does not "
+                              f"know (nir {getattr(nir, '__version__', '?')}); upgrade nir or re-export the graph")
+    for name, child in (node.get("nodes") or {}).items():
+        if not isinstance(child, dict):
+            raise SpikeforgeError(f"NIR node {name!r} in {where!r} is not a node group; the file is malformed")
+        _check_types(child, name)
+
+
+def load_nir(path: str | os.PathLike) -> nir.NIRGraph:
+    """Read the NIR graph stored at ``path`` (type checks are left to the import)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpikeforgeError(f"NIR file {path} does not exist; check the path")
+    if not h5py.is_hdf5(path):
+        raise SpikeforgeError(f"{path} is not an HDF5 file, so not a NIR file; export the network with a NIR "
+                              "writer (nir.write, snntorch.export_nir, norse.torch.to_nir + nir.write)")
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" not in f:
+                raise SpikeforgeError(f"{path} is an HDF5 file but holds no NIR graph (no 'node' group); "
+                                      "is it a NIR file?")
+            data: dict[str, Any] = hdf2dict(f["node"])
+    except SpikeforgeError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise SpikeforgeError(f"{path} cannot be read as HDF5 ({exc}); the file is truncated or corrupt: "
+                              "write it again") from exc
+    if data.get("type") != "NIRGraph":
+        raise SpikeforgeError(f"{path} holds a NIR {data.get('type')!r} node, not a NIRGraph; save a whole graph")
+    _check_types(data, "<root>")
+    data["type_check"] = False
+    try:
+        graph = nir.dict2NIRNode(data)
+    except (AssertionError, KeyError, TypeError, ValueError) as exc:
+        raise SpikeforgeError(f"{path} is not a valid NIR graph ({type(exc).__name__}: {exc}); "
+                              "re-export it with a NIR writer") from exc
+    return graph
+
+
+def load_network(path: str | os.PathLike, dt: float | None = None) -> Sequential:
+    """Load ``path`` and build the network (time step: ``dt``, else the file's, else the default)."""
+    return import_nir(load_nir(path), dt=dt)
