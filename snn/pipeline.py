@@ -114,16 +114,19 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path, distributed=N
     return results
 
 
+def load_trained(path: str | Path) -> tuple[torch.nn.Module, Task]:
+    """The network (in eval mode) and task of a checkpoint written by ``snn train``."""
+    checkpoint = load_checkpoint(path)
+    if "timesteps" not in checkpoint.task:
+        raise SpikeforgeError(f"checkpoint {path} has no task settings (timesteps); re-create it with 'snn train'")
+    return checkpoint.model.eval(), Task(**checkpoint.task)
+
+
 def evaluate_checkpoint(path: str | Path, dataset: str = "digits", data_dir: str | None = None,
                         device: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Test accuracy of a saved model on ``dataset``'s test split."""
-    checkpoint = load_checkpoint(path)
-    task_fields = checkpoint.task
-    if "timesteps" not in task_fields:
-        raise SpikeforgeError(f"checkpoint {path} has no task settings (timesteps); re-create it with 'snn train'")
-    task = Task(**task_fields)
+    model, task = load_trained(path)
     split = data.load_dataset(dataset, data_dir, seed=seed)
-    model = checkpoint.model
     if model.input_shape is not None and tuple(model.input_shape) != tuple(split.input_shape):
         raise SpikeforgeError(f"model expects input {tuple(model.input_shape)} but dataset {dataset} has "
                               f"{tuple(split.input_shape)}")

@@ -19,7 +19,7 @@ from hardware.brian2.build import run_discrete
 from hardware.brian2.graph import network_graph
 from hardware.brian2.reference import run_torch
 from snn import data
-from snn.checkpoint import load_checkpoint
+from snn.pipeline import load_trained
 from snn.errors import SpikeforgeError
 from snn.losses import predict
 from snn.training import Task
@@ -64,11 +64,7 @@ def simulate(model_path: str, backend: str = "brian2", dataset: str = "digits", 
         raise SpikeforgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
-    checkpoint = load_checkpoint(model_path)
-    if "timesteps" not in checkpoint.task:
-        raise SpikeforgeError(f"checkpoint {model_path} has no task settings (timesteps); re-create it with 'snn train'")
-    task = Task(**checkpoint.task)
-    model = checkpoint.model.eval()
+    model, task = load_trained(model_path)
     split = data.load_dataset(dataset, data_dir, seed=seed)
     if model.input_shape is not None and tuple(model.input_shape) != tuple(split.input_shape):
         raise SpikeforgeError(f"model expects input {tuple(model.input_shape)} but dataset {dataset} has "

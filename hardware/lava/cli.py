@@ -41,16 +41,11 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
     from hardware.lava.driver import run_in_lava
     from hardware.lava.emulate import emulate
     from snn import data
-    from snn.checkpoint import load_checkpoint
-    from snn.training import Task
+    from snn.pipeline import load_trained
 
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
-    checkpoint = load_checkpoint(model_path)
-    if "timesteps" not in checkpoint.task:
-        raise SpikeforgeError(f"checkpoint {model_path} has no task settings (timesteps); re-create it with 'snn train'")
-    task = Task(**checkpoint.task)
-    model = checkpoint.model.eval()
+    model, task = load_trained(model_path)
     net = compile_network(model)
     split = data.load_dataset(dataset, data_dir, seed=seed)
     if tuple(split.input_shape) != net.input_shape:
