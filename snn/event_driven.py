@@ -107,7 +107,8 @@ class _Neuron:
         self.reset()
 
     def reset(self) -> None:
-        self.state = tuple(torch.zeros(self.width, dtype=self.dtype) for _ in range(1 if self.integrator else 3))
+        shape = (self.width,) if self.integrator else (1, self.width)  # FusedScan keeps state as [B, F]
+        self.state = tuple(torch.zeros(shape, dtype=self.dtype) for _ in range(1 if self.integrator else 3))
 
     def __call__(self, currents: np.ndarray) -> np.ndarray:
         if self.integrator:
@@ -123,9 +124,9 @@ class _Neuron:
         cfg = FusedConfig(self.layer.surrogate, self.layer.reset, self.layer.detach_reset,
                           adaptive=isinstance(self.layer, ALIF))
         with torch.no_grad():
-            spikes, i, v, a = FusedScan.apply(torch.from_numpy(currents), *self.state, *self.params, cfg)
+            spikes, i, v, a = FusedScan.apply(torch.from_numpy(currents)[:, None], *self.state, *self.params, cfg)
         self.state = (i, v, a)
-        return spikes.numpy()
+        return spikes[:, 0].numpy()
 
 
 class EventDrivenNetwork:

@@ -34,6 +34,7 @@ in the same order.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -80,9 +81,15 @@ def numba_available() -> bool:
 
 
 # --------------------------------------------------------------------------- numba kernels
+# Layout: x, spikes, v [T, B, F]; state [B, F]; parameters [F] (one value per feature,
+# shared by the batch). A work item is one batch row b and a chunk of CHUNK features; items
+# are independent, so the parallel kernels split them across threads without locks.
+# Every flag (reset, ALIF, detach, surrogate, which gradients are needed) is a compile-time
+# constant of the kernel built for it: the inner loop over features has no branch left,
+# and LLVM vectorises it.
 if numba is not None:
 
-    @njit(inline="always", cache=True)
+    @njit(inline="always", cache=True, error_model="numpy")
     def _sg(code, k, z):
         if code == 0:
             d = 1.0 + k * abs(z)
@@ -97,74 +104,97 @@ if numba is not None:
             return k * max(0.0, 1.0 - k * abs(z))
         return k if abs(k * z) < 0.5 else 0.0
 
-    @njit(cache=True)
-    def _forward_range(lo, hi, x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma,
-                       subtract, adaptive, store, spikes, spikes_u8, vstore):
-        """Steps 0..T-1 for neurons lo..hi-1: time outer, neurons inner (independent, SIMD-friendly)."""
+
+@functools.lru_cache(maxsize=None)
+def _forward_kernels(subtract: bool, adaptive: bool, store: bool):
+    """``(serial, parallel)`` forward kernels for one setting of the flags."""
+
+    @njit(cache=True, error_model="numpy")
+    def item(b, lo, hi, x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma, spikes, vstore):
+        # Views over [lo, hi) and indices from 0: LLVM then knows no index is negative,
+        # drops numba's wraparound checks and vectorises the loop.
+        n = hi - lo
+        al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
+        ib, vb, ab = i_state[b, lo:hi], v_state[b, lo:hi], a_state[b, lo:hi]
         for t in range(x.shape[0]):
-            xr, sr = x[t], spikes[t]
-            for m in range(lo, hi):
-                i = alpha[m] * i_state[m] + xr[m]
-                v = beta[m] * v_state[m] + i + bias[m]
-                th = theta[m] + gamma[m] * a_state[m] if adaptive else theta[m]
+            xr, sr = x[t, b, lo:hi], spikes[t, b, lo:hi]
+            vsr = vstore[t, b, lo:hi] if store else vstore[0, 0, 0:1]
+            for j in range(n):
+                i = al[j] * ib[j] + xr[j]
+                v = be[j] * vb[j] + i + bi[j]
+                th = thr[j] + ga[j] * ab[j] if adaptive else thr[j]
                 fire = v - th > 0
                 if store:
-                    vstore[t, m] = v
-                    spikes_u8[t, m] = 1 if fire else 0
-                sr[m] = 1 if fire else 0
-                i_state[m] = i
+                    vsr[j] = v
+                sr[j] = 1.0 if fire else 0.0
+                ib[j] = i
                 # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
                 if subtract:
-                    v_state[m] = v - th if fire else v
+                    vb[j] = v - th if fire else v
                 else:
-                    v_state[m] = 0 if fire else v
+                    vb[j] = 0.0 if fire else v
                 if adaptive:
-                    a_state[m] = rho[m] * a_state[m] + (1 if fire else 0)
+                    ab[j] = rh[j] * ab[j] + (1.0 if fire else 0.0)
 
-    @njit(cache=True, nogil=True)
-    def _forward_serial(x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma,
-                        subtract, adaptive, store, spikes, spikes_u8, vstore):
-        _forward_range(0, x.shape[1], x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma,
-                       subtract, adaptive, store, spikes, spikes_u8, vstore)
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def serial(x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma, spikes, vstore):
+        batch, features = x.shape[1], x.shape[2]
+        chunks = (features + CHUNK - 1) // CHUNK
+        for w in range(batch * chunks):
+            b, c = w // chunks, w % chunks
+            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, alpha, beta, theta,
+                 bias, rho, gamma, spikes, vstore)
 
-    @njit(parallel=True, cache=True, nogil=True)
-    def _forward_parallel(x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma,
-                          subtract, adaptive, store, spikes, spikes_u8, vstore):
-        n = x.shape[1]
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _forward_range(c * CHUNK, min(n, c * CHUNK + CHUNK), x, i_state, v_state, a_state, alpha, beta,
-                           theta, bias, rho, gamma, subtract, adaptive, store, spikes, spikes_u8, vstore)
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def parallel(x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma, spikes, vstore):
+        batch, features = x.shape[1], x.shape[2]
+        chunks = (features + CHUNK - 1) // CHUNK
+        for w in prange(batch * chunks):
+            b, c = w // chunks, w % chunks
+            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, alpha, beta, theta,
+                 bias, rho, gamma, spikes, vstore)
 
-    @njit(cache=True)
-    def _backward_range(lo, hi, gs, g_i, g_v, g_a, spikes_u8, vstore, i0, v0, a0, alpha, beta, theta, bias, rho,
-                        gamma, subtract, adaptive, detach, need_alpha, code, slope, a_trace,
-                        gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
-        """Reverse sweep over neurons lo..hi-1; the inner loop has no t-dependent branch.
+    return serial, parallel
 
-        Row t-1 (membrane, spikes, threshold trace) is read for vr[t-1]; the initial state
-        stands in for row -1 with "no spike". i[t] = v[t] - beta vr[t-1] - bias is formed at
-        step t and meets dL/di[t+1] kept from the previous iteration (for g_alpha).
-        """
-        steps = gs.shape[0]
-        if adaptive:  # a[t] from the spikes, forward order; a_trace[t] = a after step t
-            for m in range(lo, hi):
-                a_trace[0, m] = rho[m] * a0[m] + spikes_u8[0, m]
-            for t in range(1, steps):
-                for m in range(lo, hi):
-                    a_trace[t, m] = rho[m] * a_trace[t - 1, m] + spikes_u8[t, m]
-        no_spike = np.zeros(hi, np.uint8)
-        di_next = np.zeros(hi, gs.dtype)
+
+@functools.lru_cache(maxsize=None)
+def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...]):
+    """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma."""
+    need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
+    need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
+
+    @njit(cache=True, error_model="numpy")
+    def item(b, lo, hi, slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
+             gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
+        # Views over [lo, hi), indices from 0 (see the forward kernel).
+        steps, n = gs.shape[0], hi - lo
+        al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
+        gib, gvb, gab = g_i[b, lo:hi], g_v[b, lo:hi], g_a[b, lo:hi]
+        i0b, v0b, a0b = i0[b, lo:hi], v0[b, lo:hi], a0[b, lo:hi]
+        # ALIF: the threshold trace a[t] (after step t) from the recomputed spikes, forward order
+        a_trace = np.empty((steps if adaptive else 1, n), vstore.dtype)
+        if adaptive:
+            for t in range(steps):
+                vr_ = vstore[t, b, lo:hi]
+                a_prev_row = a_trace[t - 1] if t > 0 else a0b
+                a_row = a_trace[t]
+                for j in range(n):
+                    fire = vr_[j] - (thr[j] + ga[j] * a_prev_row[j]) > 0
+                    a_row[j] = rh[j] * a_prev_row[j] + (1.0 if fire else 0.0)
+        acc = np.zeros((6, n), gs.dtype)  # parameter gradients of this item
+        acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+        di_next = np.zeros(n, gs.dtype)
         for t in range(steps - 1, -1, -1):
-            v_row, s_row, gs_row, gx_row = vstore[t], spikes_u8[t], gs[t], gx[t]
-            vp_row = vstore[t - 1] if t > 0 else v0
-            sp_row = spikes_u8[t - 1] if t > 0 else no_spike
-            a_prev_row = a_trace[t - 1] if t > 0 else a0       # a[t-1]: threshold of step t
-            a_pp_row = a_trace[t - 2] if t > 1 else a0         # a[t-2]: threshold of step t-1
-            for m in range(lo, hi):
-                th = theta[m] + gamma[m] * a_prev_row[m] if adaptive else theta[m]
-                v = v_row[m]
-                s = 1.0 if s_row[m] else 0.0
-                gvr = g_v[m]
+            v_row, gs_row, gx_row = vstore[t, b, lo:hi], gs[t, b, lo:hi], gx[t, b, lo:hi]
+            vp_row = vstore[t - 1, b, lo:hi] if t > 0 else v0b
+            ap_row = (a_trace[t - 1] if t > 0 else a0b) if adaptive else a0b        # a[t-1]: threshold of step t
+            app_row = (a_trace[t - 2] if t > 1 else a0b) if adaptive else a0b       # a[t-2]: threshold of step t-1
+            for j in range(n):
+                a_prev = ap_row[j] if adaptive else 0.0
+                th = thr[j] + ga[j] * a_prev if adaptive else thr[j]
+                v = v_row[j]
+                s = 1.0 if v - th > 0 else 0.0  # the forward's spike, recomputed bit for bit
+                gvr = gvb[j]
                 if subtract:
                     dv = gvr
                     dth = -s * gvr
@@ -173,52 +203,69 @@ if numba is not None:
                     dv = gvr * (1.0 - s)
                     dth = 0.0 * gvr
                     dr = -v * gvr
-                ds = gs_row[m] + (g_a[m] if adaptive else 0.0) + (0.0 if detach else dr)
+                ds = gs_row[j]
+                if adaptive:
+                    ds += gab[j]
+                if not detach:
+                    ds += dr
                 dz = ds * _sg(code, slope, v - th)
                 dv += dz
                 dth -= dz
-                gtheta[m] += dth
+                if need_theta:
+                    acc_theta[j] += dth
                 if adaptive:
-                    ggamma[m] += dth * a_prev_row[m]
-                    grho[m] += g_a[m] * a_prev_row[m]
-                    g_a[m] = rho[m] * g_a[m] + gamma[m] * dth
-                # vr[t-1] exactly as the forward formed it
-                vp = vp_row[m]
-                if sp_row[m]:
-                    th_p = theta[m] + gamma[m] * a_pp_row[m] if adaptive else theta[m]
-                    vp = vp - th_p if subtract else 0.0 * vp
-                gbeta[m] += dv * vp
-                gbias[m] += dv
-                g_v[m] = beta[m] * dv
-                di = g_i[m] + dv
-                gx_row[m] = di
+                    if need_gamma:
+                        acc_gamma[j] += dth * a_prev
+                    if need_rho:
+                        acc_rho[j] += gab[j] * a_prev
+                    gab[j] = rh[j] * gab[j] + ga[j] * dth
+                vp = 0.0
+                if need_vr:  # vr[t-1] exactly as the forward formed it
+                    vp = vp_row[j]
+                    if t > 0:
+                        th_p = thr[j] + ga[j] * app_row[j] if adaptive else thr[j]
+                        if vp - th_p > 0:
+                            vp = vp - th_p if subtract else 0.0 * vp
+                if need_beta:
+                    acc_beta[j] += dv * vp
+                if need_bias:
+                    acc_bias[j] += dv
+                gvb[j] = be[j] * dv
+                di = gib[j] + dv
+                gx_row[j] = di
                 if need_alpha:
-                    galpha[m] += di_next[m] * (v - beta[m] * vp - bias[m])  # dL/di[t+1] * i[t]
-                    di_next[m] = di
-                g_i[m] = alpha[m] * di
+                    acc_alpha[j] += di_next[j] * (v - be[j] * vp - bi[j])  # dL/di[t+1] * i[t]
+                    di_next[j] = di
+                gib[j] = al[j] * di
         if need_alpha:
-            for m in range(lo, hi):
-                galpha[m] += di_next[m] * i0[m]
+            for j in range(n):
+                acc_alpha[j] += di_next[j] * i0b[j]
+        for k, need, out in ((0, need_alpha, galpha), (1, need_beta, gbeta), (2, need_theta, gtheta),
+                             (3, need_bias, gbias), (4, need_rho, grho), (5, need_gamma, ggamma)):
+            if need:
+                out[b, lo:hi] = acc[k]
 
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def serial(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
+               gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
+        batch, features = gs.shape[1], gs.shape[2]
+        chunks = (features + CHUNK - 1) // CHUNK
+        for w in range(batch * chunks):
+            b, c = w // chunks, w % chunks
+            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
+                 alpha, beta, theta, bias, rho, gamma, gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
 
-    @njit(cache=True, nogil=True)
-    def _backward_serial(gs, g_i, g_v, g_a, spikes_u8, vstore, i0, v0, a0, alpha, beta, theta, bias, rho,
-                         gamma, subtract, adaptive, detach, need_alpha, code, slope, a_trace,
-                         gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
-        """Reverse sweep; g_i, g_v, g_a hold dL/d(final state) on entry, dL/d(initial state) on exit."""
-        _backward_range(0, gs.shape[1], gs, g_i, g_v, g_a, spikes_u8, vstore, i0, v0, a0, alpha, beta, theta,
-                        bias, rho, gamma, subtract, adaptive, detach, need_alpha, code, slope, a_trace,
-                        gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def parallel(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
+                 gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
+        batch, features = gs.shape[1], gs.shape[2]
+        chunks = (features + CHUNK - 1) // CHUNK
+        for w in prange(batch * chunks):
+            b, c = w // chunks, w % chunks
+            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
+                 alpha, beta, theta, bias, rho, gamma, gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
 
-    @njit(parallel=True, cache=True, nogil=True)
-    def _backward_parallel(gs, g_i, g_v, g_a, spikes_u8, vstore, i0, v0, a0, alpha, beta, theta, bias, rho,
-                           gamma, subtract, adaptive, detach, need_alpha, code, slope, a_trace,
-                           gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
-        n = gs.shape[1]
-        for c in prange((n + CHUNK - 1) // CHUNK):
-            _backward_range(c * CHUNK, min(n, c * CHUNK + CHUNK), gs, g_i, g_v, g_a, spikes_u8, vstore, i0, v0,
-                            a0, alpha, beta, theta, bias, rho, gamma, subtract, adaptive, detach, need_alpha,
-                            code, slope, a_trace, gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
+    return serial, parallel
 
 
 # --------------------------------------------------------------------------- torch loops
@@ -241,17 +288,26 @@ def _torch_forward(x, state, p, cfg: FusedConfig, store: bool):
     return spikes, (i, v, a), vstore
 
 
-def _torch_backward(gs, g_i, g_v, g_a, spikes, vstore, state0, p, cfg: FusedConfig, need_alpha: bool):
+def _recompute_spikes(vstore, a0, p, cfg: FusedConfig):
+    """The forward's spikes from the stored membrane (same operations, so bit-identical),
+    and for ALIF the trace ``a[t]`` after every step."""
+    _, _, theta, _, rho, gamma = p
+    if not cfg.adaptive:
+        return (vstore - theta > 0).to(vstore.dtype), None
+    spikes, a_trace, a = torch.empty_like(vstore), torch.empty_like(vstore), a0
+    for t in range(vstore.shape[0]):
+        spikes[t] = (vstore[t] - (theta + gamma * a) > 0).to(vstore.dtype)
+        a = rho * a + spikes[t]
+        a_trace[t] = a
+    return spikes, a_trace
+
+
+def _torch_backward(gs, g_i, g_v, g_a, vstore, state0, p, cfg: FusedConfig, need_alpha: bool):
     i0, v0, a0 = state0
     alpha, beta, theta, bias, rho, gamma = p
     steps = gs.shape[0]
     subtract = cfg.reset == "subtract"
-    a_trace = []
-    if cfg.adaptive:
-        a = a0
-        for t in range(steps):
-            a = rho * a + spikes[t]
-            a_trace.append(a)
+    spikes, a_trace = _recompute_spikes(vstore, a0, p, cfg)
 
     def a_at(t):  # a after step t; t = -1 is the initial trace
         return a_trace[t] if t >= 0 else a0
@@ -265,7 +321,7 @@ def _torch_backward(gs, g_i, g_v, g_a, spikes, vstore, state0, p, cfg: FusedConf
         return vstore[t] - spikes[t] * th_at(t) if subtract else vstore[t] * (1 - spikes[t])
 
     gx = torch.empty_like(gs)
-    grads = {k: torch.zeros_like(v0) for k in ("alpha", "beta", "theta", "bias", "rho", "gamma")}
+    grads = {k: torch.zeros_like(v0) for k in _PARAM_NAMES}
     for t in range(steps - 1, -1, -1):
         v, s, th = vstore[t], spikes[t], th_at(t)
         if subtract:
@@ -308,12 +364,17 @@ def _use_kernel(x: torch.Tensor, cfg: FusedConfig) -> bool:
 
 
 def _parallel(x: torch.Tensor) -> bool:
-    """Split neurons across numba threads only for big work (see ``PARALLEL_MIN_ELEMENTS``)."""
+    """Split work items across numba threads only for big work (see ``PARALLEL_MIN_ELEMENTS``)."""
     return PARALLEL_MIN_ELEMENTS is not None and x.numel() >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1
 
 
 class FusedScan(torch.autograd.Function):
-    """``(x [T, N], i0, v0, a0 [N], alpha..gamma [N]) -> (spikes [T, N], i, v, a [N])``."""
+    """``(x [T, B, F], i0, v0, a0 [B, F], alpha..gamma [F]) -> (spikes [T, B, F], i, v, a [B, F])``.
+
+    Saved for the backward: the pre-reset membrane ``v [T, B, F]`` only (one value per
+    neuron-step, as SpikingJelly); spikes, reset membranes, currents and the ALIF trace are
+    recomputed from it.
+    """
 
     @staticmethod
     def forward(ctx, x, i0, v0, a0, alpha, beta, theta, bias, rho, gamma, cfg: FusedConfig):  # type: ignore[override]
@@ -323,63 +384,75 @@ class FusedScan(torch.autograd.Function):
             xs = x.contiguous()
             i, v, a = i0.clone(), v0.clone(), a0.clone()
             spikes = torch.empty_like(xs)
-            spikes_u8 = torch.empty(xs.shape if store else (1, 1), dtype=torch.uint8)
-            vstore = torch.empty(xs.shape if store else (1, 1), dtype=xs.dtype)
-            kernel = _forward_parallel if _parallel(xs) else _forward_serial
-            kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), *(q.numpy() for q in params),
-                            cfg.reset == "subtract", cfg.adaptive, store, spikes.numpy(), spikes_u8.numpy(),
-                            vstore.numpy())
+            vstore = torch.empty(xs.shape if store else (1, 1, 1), dtype=xs.dtype)
+            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, store)
+            kernel = parallel if _parallel(xs) else serial
+            kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), *(q.numpy() for q in params), spikes.numpy(),
+                   vstore.numpy())
         else:
             spikes, (i, v, a), vstore = _torch_forward(x, (i0, v0, a0), params, cfg, store)
-            spikes_u8 = spikes.to(torch.uint8) if store else None
         if store:
-            ctx.save_for_backward(spikes_u8, vstore, i0, v0, a0, *params)
+            ctx.save_for_backward(vstore, i0, v0, a0, *params)
         ctx.cfg = cfg
         return spikes, i, v, a
 
     @staticmethod
     def backward(ctx, gs, g_i, g_v, g_a):  # type: ignore[override]
-        spikes_u8, vstore, i0, v0, a0, *params = ctx.saved_tensors
+        vstore, i0, v0, a0, *params = ctx.saved_tensors
         cfg: FusedConfig = ctx.cfg
-        need_alpha = ctx.needs_input_grad[4]
+        needs = ctx.needs_input_grad
         g_i, g_v, g_a = (torch.zeros_like(v0) if g is None else g.contiguous().clone() for g in (g_i, g_v, g_a))
         gs = torch.zeros_like(vstore) if gs is None else gs.contiguous()
         if _use_kernel(vstore, cfg):
+            param_needs = tuple(bool(n) for n in needs[4:10])
+            if not cfg.adaptive:  # rho and gamma do not enter the CUBA dynamics
+                param_needs = param_needs[:4] + (False, False)
             gx = torch.empty_like(gs)
-            grads = {k: torch.zeros_like(v0) for k in _PARAM_NAMES}
-            a_trace = torch.empty(gs.shape if cfg.adaptive else (1, 1), dtype=gs.dtype)
-            kernel = _backward_parallel if _parallel(gs) else _backward_serial
-            kernel(gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), spikes_u8.numpy(), vstore.numpy(),
-                             i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params),
-                             cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset, need_alpha,
-                             cfg.kernel_code, float(cfg.surrogate.slope), a_trace.numpy(), gx.numpy(),
-                             *(grads[k].numpy() for k in _PARAM_NAMES))
+            parts = [torch.empty(v0.shape if need else (1, 1), dtype=gs.dtype) for need in param_needs]
+            serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
+                                                 cfg.kernel_code, param_needs)
+            kernel = parallel if _parallel(gs) else serial
+            kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), vstore.numpy(),
+                   i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params), gx.numpy(),
+                   *(q.numpy() for q in parts))
+            param_grads = [part.sum(0) if need else None for part, need in zip(parts, param_needs)]
+            if needs[8] and param_grads[4] is None:
+                param_grads[4] = torch.zeros_like(params[4])
+            if needs[9] and param_grads[5] is None:
+                param_grads[5] = torch.zeros_like(params[5])
         else:
-            gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, spikes_u8.to(gs.dtype), vstore,
-                                                         (i0, v0, a0), params, cfg, need_alpha)
-        needs = ctx.needs_input_grad
-        param_grads = [grads[k] if needs[4 + j] else None for j, k in enumerate(_PARAM_NAMES)]
+            gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, vstore, (i0, v0, a0), params, cfg,
+                                                         needs[4])
+            param_grads = [grads[k].sum(0) if needs[4 + j] else None for j, k in enumerate(_PARAM_NAMES)]
         return (gx, g_i if needs[1] else None, g_v if needs[2] else None, g_a if needs[3] else None,
                 *param_grads, None)
 
 
-def _flat(p: torch.Tensor, feature_shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-    """A parameter broadcast to one step of input and flattened to ``[N]``."""
-    return p.to(like.dtype).expand(feature_shape).reshape(-1).contiguous()
+def _per_feature(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
+    """True when every parameter broadcasts to one sample's shape ``x.shape[2:]``.
 
-
-def _unflat(t: torch.Tensor, feature_shape: torch.Size) -> torch.Tensor:
-    return t.reshape(feature_shape)
+    Then parameters are stored once per feature (the usual case: scalars, per-channel or
+    per-neuron values); a parameter that varies along the batch makes each step one row of
+    ``B*F`` neurons instead.
+    """
+    sample = x.shape[2:]
+    try:
+        return all(torch.broadcast_shapes(p.shape, sample) == sample for p in params)
+    except RuntimeError:
+        return False
 
 
 def fused_scan(x: torch.Tensor, i0: torch.Tensor, v0: torch.Tensor, a0: torch.Tensor,
                params: tuple[torch.Tensor, ...], cfg: FusedConfig):
     """Run the fused scan on ``x [T, B, ...]``; returns spikes and the final ``(i, v, a)``."""
-    steps, feature_shape = x.shape[0], x.shape[1:]
-    flat = [_flat(p, feature_shape, x) for p in params]
-    state = [s.expand(feature_shape).reshape(-1).contiguous() for s in (i0, v0, a0)]
-    spikes, i, v, a = FusedScan.apply(x.reshape(steps, -1), *state, *flat, cfg)
-    return spikes.reshape(x.shape), _unflat(i, feature_shape), _unflat(v, feature_shape), _unflat(a, feature_shape)
+    steps, step_shape = x.shape[0], x.shape[1:]
+    param_shape = x.shape[2:] if _per_feature(x, params) else step_shape
+    features = math.prod(param_shape)
+    batch = math.prod(step_shape) // features if features else 0
+    flat = [p.to(x.dtype).expand(param_shape).reshape(features).contiguous() for p in params]
+    state = [s.expand(step_shape).reshape(batch, features).contiguous() for s in (i0, v0, a0)]
+    spikes, i, v, a = FusedScan.apply(x.reshape(steps, batch, features), *state, *flat, cfg)
+    return spikes.reshape(x.shape), i.reshape(step_shape), v.reshape(step_shape), a.reshape(step_shape)
 
 
 def cuba_scan(x: torch.Tensor, state: F.CubaState, p: F.CubaParameters, surrogate: Surrogate,

@@ -21,8 +21,13 @@ def check_timesteps(timesteps: int) -> int:
 
 
 def check_finite(x: torch.Tensor, name: str = "input") -> torch.Tensor:
-    """Raise if ``x`` holds NaN or infinity (they would silently poison every membrane)."""
-    if x.is_floating_point() and not torch.isfinite(x).all():
+    """Raise if ``x`` holds NaN or infinity (they would silently poison every membrane).
+
+    One reduction first: a finite sum proves every element finite (a NaN or an infinity
+    makes the sum non-finite). Only a non-finite sum, which float overflow of large but
+    finite values can also cause, pays for the element-wise check.
+    """
+    if x.is_floating_point() and x.numel() and not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         bad = "NaN" if torch.isnan(x).any() else "infinity"
         raise SpikeforgeError(f"{name} contains {bad}; clean or clip the data before simulating")
     return x
