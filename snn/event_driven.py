@@ -124,7 +124,8 @@ class _Neuron:
         cfg = FusedConfig(self.layer.surrogate, self.layer.reset, self.layer.detach_reset,
                           adaptive=isinstance(self.layer, ALIF))
         with torch.no_grad():
-            spikes, i, v, a = FusedScan.apply(torch.from_numpy(currents)[:, None], *self.state, *self.params, cfg)
+            spikes, i, v, a = FusedScan.apply(torch.from_numpy(currents)[:, None], *self.state, *self.params, cfg,
+                                              torch.Size([self.width]))
         self.state = (i, v, a)
         return spikes[:, 0].numpy()
 

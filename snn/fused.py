@@ -56,7 +56,7 @@ _BUILTIN_CLASSES: set[str] = {"FastSigmoid", "ArcTan", "Sigmoid", "Triangle", "B
 CHUNK = 2048  # neurons per parallel work item: a chunk's state stays in L1 while t advances
 # Kernels run on one thread below this many elements (T*N): thread start-up and, on a shared
 # machine, waiting for the slowest thread cost more than they save. None: always serial.
-PARALLEL_MIN_ELEMENTS: int | None = int(os.environ.get("SPIKEFORGE_FUSED_PARALLEL_MIN", 1 << 22))
+PARALLEL_MIN_ELEMENTS: int | None = int(os.environ.get("SPIKEFORGE_FUSED_PARALLEL_MIN", 1 << 18))
 
 
 @dataclass(frozen=True)
@@ -369,17 +369,23 @@ def _parallel(x: torch.Tensor) -> bool:
 
 
 class FusedScan(torch.autograd.Function):
-    """``(x [T, B, F], i0, v0, a0 [B, F], alpha..gamma [F]) -> (spikes [T, B, F], i, v, a [B, F])``.
+    """``(x [T, B, F], i0, v0, a0 [B, F], alpha..gamma, cfg, param_shape) -> (spikes [T, B, F], i, v, a [B, F])``.
 
-    Saved for the backward: the pre-reset membrane ``v [T, B, F]`` only (one value per
+    Each parameter broadcasts to ``param_shape`` (``F`` = its number of elements); its
+    gradient comes back in the parameter's own shape.
+
+    Saved for the backward: the pre-reset membrane ``v [T, B, F]`` (one value per
     neuron-step, as SpikingJelly); spikes, reset membranes, currents and the ALIF trace are
-    recomputed from it.
+    recomputed from it. An initial state is kept only where a gradient needs it (``i0`` for
+    alpha, ``v0`` for alpha and beta, ``a0`` for ALIF); the kernels get an empty stand-in
+    otherwise and never read it.
     """
 
     @staticmethod
-    def forward(ctx, x, i0, v0, a0, alpha, beta, theta, bias, rho, gamma, cfg: FusedConfig):  # type: ignore[override]
+    def forward(ctx, x, i0, v0, a0, alpha, beta, theta, bias, rho, gamma, cfg: FusedConfig,  # type: ignore[override]
+                param_shape: torch.Size):
         store = torch.is_grad_enabled() or any(ctx.needs_input_grad)
-        params = (alpha, beta, theta, bias, rho, gamma)
+        params = _flat_parameters((alpha, beta, theta, bias, rho, gamma), param_shape, x)
         if _use_kernel(x, cfg):
             xs = x.contiguous()
             i, v, a = i0.clone(), v0.clone(), a0.clone()
@@ -392,40 +398,58 @@ class FusedScan(torch.autograd.Function):
         else:
             spikes, (i, v, a), vstore = _torch_forward(x, (i0, v0, a0), params, cfg, store)
         if store:
-            ctx.save_for_backward(vstore, i0, v0, a0, *params)
+            needs = ctx.needs_input_grad
+            keep = (needs[4], needs[4] or needs[5], cfg.adaptive) if _use_kernel(x, cfg) else (True, True, True)
+            # the parameters as given (often scalars), not their [F] copies: re-expanded in backward
+            ctx.save_for_backward(vstore, *(s if k else None for s, k in zip((i0, v0, a0), keep)),
+                                  alpha, beta, theta, bias, rho, gamma)
+            ctx.state_shape, ctx.param_shape = v0.shape, param_shape
         ctx.cfg = cfg
         return spikes, i, v, a
 
     @staticmethod
     def backward(ctx, gs, g_i, g_v, g_a):  # type: ignore[override]
-        vstore, i0, v0, a0, *params = ctx.saved_tensors
+        vstore, i0, v0, a0, *given = ctx.saved_tensors
+        params = _flat_parameters(given, ctx.param_shape, vstore)
         cfg: FusedConfig = ctx.cfg
         needs = ctx.needs_input_grad
-        g_i, g_v, g_a = (torch.zeros_like(v0) if g is None else g.contiguous().clone() for g in (g_i, g_v, g_a))
-        gs = torch.zeros_like(vstore) if gs is None else gs.contiguous()
+        shape = ctx.state_shape
+        g_i, g_v, g_a = (torch.zeros(shape, dtype=vstore.dtype) if g is None else g.contiguous().clone()
+                         for g in (g_i, g_v, g_a))
+        # Any strides will do (numba compiles a strided variant): the expanded ones of out.sum()
+        # are read in place instead of materialised.
+        gs = torch.zeros_like(vstore) if gs is None else gs
         if _use_kernel(vstore, cfg):
+            stand_in = torch.zeros((shape[0], 0), dtype=vstore.dtype)
+            i0, v0, a0 = (stand_in if s is None else s for s in (i0, v0, a0))
             param_needs = tuple(bool(n) for n in needs[4:10])
             if not cfg.adaptive:  # rho and gamma do not enter the CUBA dynamics
                 param_needs = param_needs[:4] + (False, False)
-            gx = torch.empty_like(gs)
-            parts = [torch.empty(v0.shape if need else (1, 1), dtype=gs.dtype) for need in param_needs]
+            gx = torch.empty(vstore.shape, dtype=vstore.dtype)
+            parts = [torch.empty(shape if need else (1, 1), dtype=vstore.dtype) for need in param_needs]
             serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
                                                  cfg.kernel_code, param_needs)
             kernel = parallel if _parallel(gs) else serial
             kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), vstore.numpy(),
                    i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params), gx.numpy(),
                    *(q.numpy() for q in parts))
-            param_grads = [part.sum(0) if need else None for part, need in zip(parts, param_needs)]
-            if needs[8] and param_grads[4] is None:
-                param_grads[4] = torch.zeros_like(params[4])
-            if needs[9] and param_grads[5] is None:
-                param_grads[5] = torch.zeros_like(params[5])
+            flat_grads = [part.sum(0) if need else None for part, need in zip(parts, param_needs)]
         else:
             gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, vstore, (i0, v0, a0), params, cfg,
                                                          needs[4])
-            param_grads = [grads[k].sum(0) if needs[4 + j] else None for j, k in enumerate(_PARAM_NAMES)]
+            flat_grads = [grads[k].sum(0) for k in _PARAM_NAMES]
+        param_grads = [None if not needs[4 + j] else
+                       torch.zeros_like(p) if g is None else
+                       g.reshape(ctx.param_shape).sum_to_size(p.shape).to(p.dtype)
+                       for j, (g, p) in enumerate(zip(flat_grads, given))]
         return (gx, g_i if needs[1] else None, g_v if needs[2] else None, g_a if needs[3] else None,
-                *param_grads, None)
+                *param_grads, None, None)
+
+
+def _flat_parameters(params, param_shape: torch.Size, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each parameter broadcast to ``param_shape`` and laid out as a contiguous ``[F]`` array."""
+    features = math.prod(param_shape)
+    return tuple(p.detach().to(like.dtype).expand(param_shape).reshape(features).contiguous() for p in params)
 
 
 def _per_feature(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
@@ -435,11 +459,11 @@ def _per_feature(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
     per-neuron values); a parameter that varies along the batch makes each step one row of
     ``B*F`` neurons instead.
     """
-    sample = x.shape[2:]
-    try:
-        return all(torch.broadcast_shapes(p.shape, sample) == sample for p in params)
-    except RuntimeError:
-        return False
+    sample = tuple(x.shape[2:])
+
+    def fits(shape: tuple[int, ...]) -> bool:  # numpy broadcasting rules, without torch's checks
+        return len(shape) <= len(sample) and all(d in (1, s) for d, s in zip(shape[::-1], sample[::-1]))
+    return all(fits(tuple(p.shape)) for p in params)
 
 
 def fused_scan(x: torch.Tensor, i0: torch.Tensor, v0: torch.Tensor, a0: torch.Tensor,
@@ -449,9 +473,8 @@ def fused_scan(x: torch.Tensor, i0: torch.Tensor, v0: torch.Tensor, a0: torch.Te
     param_shape = x.shape[2:] if _per_feature(x, params) else step_shape
     features = math.prod(param_shape)
     batch = math.prod(step_shape) // features if features else 0
-    flat = [p.to(x.dtype).expand(param_shape).reshape(features).contiguous() for p in params]
     state = [s.expand(step_shape).reshape(batch, features).contiguous() for s in (i0, v0, a0)]
-    spikes, i, v, a = FusedScan.apply(x.reshape(steps, batch, features), *state, *flat, cfg)
+    spikes, i, v, a = FusedScan.apply(x.reshape(steps, batch, features), *state, *params, cfg, param_shape)
     return spikes.reshape(x.shape), i.reshape(step_shape), v.reshape(step_shape), a.reshape(step_shape)
 
 
