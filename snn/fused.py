@@ -106,8 +106,12 @@ if numba is not None:
 
 
 @functools.lru_cache(maxsize=None)
-def _forward_kernels(subtract: bool, adaptive: bool, store: bool):
-    """``(serial, parallel)`` forward kernels for one setting of the flags."""
+def _forward_kernels(subtract: bool, adaptive: bool, store: bool, zero_state: bool):
+    """``(serial, parallel)`` forward kernels for one setting of the flags.
+
+    ``zero_state``: the state arrays arrive uninitialised and each work item zeroes its
+    own slice (no separate pass over ``[B, F]`` memory).
+    """
 
     @njit(cache=True, error_model="numpy")
     def item(b, lo, hi, x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma, spikes, vstore):
@@ -116,6 +120,11 @@ def _forward_kernels(subtract: bool, adaptive: bool, store: bool):
         n = hi - lo
         al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
         ib, vb, ab = i_state[b, lo:hi], v_state[b, lo:hi], a_state[b, lo:hi]
+        if zero_state:
+            ib[:] = 0.0
+            vb[:] = 0.0
+            if adaptive:
+                ab[:] = 0.0
         for t in range(x.shape[0]):
             xr, sr = x[t, b, lo:hi], spikes[t, b, lo:hi]
             vsr = vstore[t, b, lo:hi] if store else vstore[0, 0, 0:1]
@@ -158,8 +167,13 @@ def _forward_kernels(subtract: bool, adaptive: bool, store: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...]):
-    """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma."""
+def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...],
+                      zero_final: bool):
+    """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma.
+
+    ``zero_final``: no gradient reached the final state; g_i, g_v, g_a arrive uninitialised
+    and each work item zeroes its own slice.
+    """
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
 
@@ -170,6 +184,11 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
         steps, n = gs.shape[0], hi - lo
         al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
         gib, gvb, gab = g_i[b, lo:hi], g_v[b, lo:hi], g_a[b, lo:hi]
+        if zero_final:
+            gib[:] = 0.0
+            gvb[:] = 0.0
+            if adaptive:
+                gab[:] = 0.0
         i0b, v0b, a0b = i0[b, lo:hi], v0[b, lo:hi], a0[b, lo:hi]
         # ALIF: the threshold trace a[t] (after step t) from the recomputed spikes, forward order
         a_trace = np.empty((steps if adaptive else 1, n), vstore.dtype)
@@ -386,24 +405,32 @@ class FusedScan(torch.autograd.Function):
                 param_shape: torch.Size):
         store = torch.is_grad_enabled() or any(ctx.needs_input_grad)
         params = _flat_parameters((alpha, beta, theta, bias, rho, gamma), param_shape, x)
+        state_shape = x.shape[1:]
+        zero_state = i0 is None
         if _use_kernel(x, cfg):
             xs = x.contiguous()
-            i, v, a = i0.clone(), v0.clone(), a0.clone()
+            if zero_state:  # zeroed inside the kernel; CUBA never touches its stand-in a
+                i, v = torch.empty(state_shape, dtype=xs.dtype), torch.empty(state_shape, dtype=xs.dtype)
+                a = torch.empty(state_shape if cfg.adaptive else (state_shape[0], 0), dtype=xs.dtype)
+            else:
+                i, v, a = i0.clone(), v0.clone(), a0.clone()
             spikes = torch.empty_like(xs)
             vstore = torch.empty(xs.shape if store else (1, 1, 1), dtype=xs.dtype)
-            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, store)
+            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, store, zero_state)
             kernel = parallel if _parallel(xs) else serial
             kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), *(q.numpy() for q in params), spikes.numpy(),
                    vstore.numpy())
         else:
+            if zero_state:
+                i0 = v0 = a0 = x.new_zeros(state_shape)
             spikes, (i, v, a), vstore = _torch_forward(x, (i0, v0, a0), params, cfg, store)
         if store:
             needs = ctx.needs_input_grad
             keep = (needs[4], needs[4] or needs[5], cfg.adaptive) if _use_kernel(x, cfg) else (True, True, True)
             # the parameters as given (often scalars), not their [F] copies: re-expanded in backward
-            ctx.save_for_backward(vstore, *(s if k else None for s, k in zip((i0, v0, a0), keep)),
+            ctx.save_for_backward(vstore, *(None if zero_state or not k else s for s, k in zip((i0, v0, a0), keep)),
                                   alpha, beta, theta, bias, rho, gamma)
-            ctx.state_shape, ctx.param_shape = v0.shape, param_shape
+            ctx.state_shape, ctx.param_shape, ctx.zero_state, ctx.keep = state_shape, param_shape, zero_state, keep
         ctx.cfg = cfg
         return spikes, i, v, a
 
@@ -414,8 +441,15 @@ class FusedScan(torch.autograd.Function):
         cfg: FusedConfig = ctx.cfg
         needs = ctx.needs_input_grad
         shape = ctx.state_shape
-        g_i, g_v, g_a = (torch.zeros(shape, dtype=vstore.dtype) if g is None else g.contiguous().clone()
-                         for g in (g_i, g_v, g_a))
+        if ctx.zero_state:  # zeros where a gradient reads the initial state, stand-ins elsewhere
+            i0, v0, a0 = (torch.zeros(shape, dtype=vstore.dtype) if k else None for k in ctx.keep)
+        zero_final = g_i is None and g_v is None and g_a is None and _use_kernel(vstore, cfg)
+        if zero_final:  # zeroed inside the kernel
+            g_i, g_v = torch.empty(shape, dtype=vstore.dtype), torch.empty(shape, dtype=vstore.dtype)
+            g_a = torch.empty(shape if cfg.adaptive else (shape[0], 0), dtype=vstore.dtype)
+        else:
+            g_i, g_v, g_a = (torch.zeros(shape, dtype=vstore.dtype) if g is None else g.contiguous().clone()
+                             for g in (g_i, g_v, g_a))
         # Any strides will do (numba compiles a strided variant): the expanded ones of out.sum()
         # are read in place instead of materialised.
         gs = torch.zeros_like(vstore) if gs is None else gs
@@ -428,7 +462,7 @@ class FusedScan(torch.autograd.Function):
             gx = torch.empty(vstore.shape, dtype=vstore.dtype)
             parts = [torch.empty(shape if need else (1, 1), dtype=vstore.dtype) for need in param_needs]
             serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
-                                                 cfg.kernel_code, param_needs)
+                                                 cfg.kernel_code, param_needs, zero_final)
             kernel = parallel if _parallel(gs) else serial
             kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), vstore.numpy(),
                    i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params), gx.numpy(),
@@ -442,8 +476,8 @@ class FusedScan(torch.autograd.Function):
                        torch.zeros_like(p) if g is None else
                        g.reshape(ctx.param_shape).sum_to_size(p.shape).to(p.dtype)
                        for j, (g, p) in enumerate(zip(flat_grads, given))]
-        return (gx, g_i if needs[1] else None, g_v if needs[2] else None, g_a if needs[3] else None,
-                *param_grads, None, None)
+        state_grads = [None] * 3 if ctx.zero_state else [g if n else None for g, n in zip((g_i, g_v, g_a), needs[1:4])]
+        return (gx, *state_grads, *param_grads, None, None)
 
 
 def _flat_parameters(params, param_shape: torch.Size, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -466,30 +500,36 @@ def _per_feature(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
     return all(fits(tuple(p.shape)) for p in params)
 
 
-def fused_scan(x: torch.Tensor, i0: torch.Tensor, v0: torch.Tensor, a0: torch.Tensor,
+def fused_scan(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
                params: tuple[torch.Tensor, ...], cfg: FusedConfig):
-    """Run the fused scan on ``x [T, B, ...]``; returns spikes and the final ``(i, v, a)``."""
+    """Run the fused scan on ``x [T, B, ...]`` from ``state = (i0, v0, a0)`` (None: all zero);
+    returns spikes and the final ``(i, v, a)``."""
     steps, step_shape = x.shape[0], x.shape[1:]
     param_shape = x.shape[2:] if _per_feature(x, params) else step_shape
     features = math.prod(param_shape)
     batch = math.prod(step_shape) // features if features else 0
-    state = [s.expand(step_shape).reshape(batch, features).contiguous() for s in (i0, v0, a0)]
-    spikes, i, v, a = FusedScan.apply(x.reshape(steps, batch, features), *state, *params, cfg, param_shape)
-    return spikes.reshape(x.shape), i.reshape(step_shape), v.reshape(step_shape), a.reshape(step_shape)
+    start = [None] * 3 if state is None else [s.expand(step_shape).reshape(batch, features).contiguous()
+                                              for s in state]
+    spikes, i, v, a = FusedScan.apply(x.reshape(steps, batch, features), *start, *params, cfg, param_shape)
+    a = a.reshape(step_shape) if cfg.adaptive else a  # CUBA: an unused stand-in
+    return spikes.reshape(x.shape), i.reshape(step_shape), v.reshape(step_shape), a
 
 
-def cuba_scan(x: torch.Tensor, state: F.CubaState, p: F.CubaParameters, surrogate: Surrogate,
+def cuba_scan(x: torch.Tensor, state: F.CubaState | None, p: F.CubaParameters, surrogate: Surrogate,
               reset: str = "subtract", detach_reset: bool = True) -> tuple[torch.Tensor, F.CubaState]:
-    """Fused equivalent of ``scan(cuba_step, ...)``: spikes ``[T, B, ...]`` and the final state."""
+    """Fused equivalent of ``scan(cuba_step, ...)`` (``state=None``: start at rest, all zero):
+    spikes ``[T, B, ...]`` and the final state."""
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=False)
-    spikes, i, v, _ = fused_scan(x, state.i, state.v, zero, (p.alpha, p.beta, p.theta, p.bias, zero, zero), cfg)
+    start = None if state is None else (state.i, state.v, zero)
+    spikes, i, v, _ = fused_scan(x, start, (p.alpha, p.beta, p.theta, p.bias, zero, zero), cfg)
     return spikes, F.CubaState(i, v)
 
 
-def alif_scan(x: torch.Tensor, state: F.AlifState, p: F.AlifParameters, surrogate: Surrogate,
+def alif_scan(x: torch.Tensor, state: F.AlifState | None, p: F.AlifParameters, surrogate: Surrogate,
               reset: str = "subtract", detach_reset: bool = True) -> tuple[torch.Tensor, F.AlifState]:
-    """Fused equivalent of ``scan(alif_step, ...)``: spikes ``[T, B, ...]`` and the final state."""
+    """Fused equivalent of ``scan(alif_step, ...)`` (``state=None``: start at rest, all zero):
+    spikes ``[T, B, ...]`` and the final state."""
     cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=True)
-    spikes, i, v, a = fused_scan(x, state.i, state.v, state.a, tuple(p), cfg)
+    spikes, i, v, a = fused_scan(x, None if state is None else tuple(state), tuple(p), cfg)
     return spikes, F.AlifState(i, v, a)

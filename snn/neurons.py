@@ -88,17 +88,17 @@ class NeuronLayer(nn.Module):
         if self.recurrent is not None and x.shape[-1] != self.recurrent_features:
             raise SpikeforgeError(f"{type(self).__name__} has {self.recurrent_features} recurrent features "
                                   f"but its input has {x.shape[-1]}; flatten the input or set recurrent_features")
-        if state is None:
-            state = F.initial_state(self._state_type, x[0])
-        if self._runs_fused():
+        if self._runs_fused():  # state None: the kernel starts at rest without materialising zeros
             self.membrane_trace = None
             return self._fused_scan(x, state)
+        if state is None:
+            state = F.initial_state(self._state_type, x[0])
         weight = None if self.recurrent is None else self.recurrent.weight
         out, state, trace = F.scan(self._step(), x, state, weight, self.record_membrane)
         self.membrane_trace = trace
         return out, state
 
-    def _fused_scan(self, x: torch.Tensor, state: NamedTuple) -> tuple[torch.Tensor, NamedTuple]:
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
         """Whole-sequence fused forward; subclasses with a fused kernel override this."""
         raise NotImplementedError
 
@@ -167,7 +167,7 @@ class _CubaFamily(NeuronLayer):
         p = self.parameters_now()
         return lambda x, s: F.cuba_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
 
-    def _fused_scan(self, x: torch.Tensor, state: NamedTuple) -> tuple[torch.Tensor, NamedTuple]:
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
         from snn.fused import cuba_scan
         return cuba_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset)
 
@@ -275,7 +275,7 @@ class ALIF(NeuronLayer):
         p = self.parameters_now()
         return lambda x, s: F.alif_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
 
-    def _fused_scan(self, x: torch.Tensor, state: NamedTuple) -> tuple[torch.Tensor, NamedTuple]:
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
         from snn.fused import alif_scan
         return alif_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset)
 

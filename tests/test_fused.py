@@ -146,3 +146,32 @@ def test_cuda_torch_loop_matches_reference() -> None:
     layer.fused = False
     ref, _ = layer(x)
     assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("cls", [IF, LIF, CubaLIF, ALIF])
+@pytest.mark.parametrize("learn", [False, True])
+def test_start_at_rest_without_state_matches_reference(cls, learn: bool) -> None:
+    """No state given: the kernels zero the state themselves (and read zeros for the
+    parameter gradients that need the initial state); results equal the reference path."""
+    torch.manual_seed(1)
+    kwargs = {"learn_threshold": True}
+    if learn and cls in (LIF, CubaLIF, ALIF):
+        kwargs["learn_beta"] = True
+    if learn and cls is CubaLIF:
+        kwargs["learn_alpha"] = True
+    layer = cls(**kwargs).double()
+    x = (torch.rand(STEPS, BATCH, FEATURES, dtype=torch.float64) * 1.5).requires_grad_()
+    params = [p for p in layer.parameters()]
+    assert layer._runs_fused()
+    out, state = layer(x)
+    layer.fused = False
+    ref, ref_state = layer(x)
+    assert torch.equal(out, ref)
+    for a, b in zip(state, ref_state):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    w = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).reshape(x.shape)
+    g1 = torch.autograd.grad((out * w).sum(), [x, *params])
+    g2 = torch.autograd.grad((ref * w).sum(), [x, *params])
+    assert g1[0].abs().sum() > 0
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
