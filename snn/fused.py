@@ -20,16 +20,20 @@ backward (adjoints g_*, running from t = T-1 down to 0; r = s, or 0 with ``detac
     g_beta += g_v vr[t-1];  g_bias += g_v;  g_vr <- beta g_v
     g_i = g_i + g_v;  dL/dx[t] = g_i;  g_alpha += g_i i[t-1];  g_i <- alpha g_i
 
-Memory kept for the backward: the pre-reset membrane v ``[T, N]`` in the input dtype and
-the spikes as ``uint8``; everything else (vr[t-1] from v[t-1] and s[t-1]; i[t-1] as
-v[t-1] - beta vr[t-2] - bias; the ALIF trace a from the spikes) is recomputed.
+Memory kept for the backward: the pre-reset membrane v ``[T, B, F]`` in the input dtype,
+one value per neuron-step; spikes (``v - th > 0``, the same rounded operations as the
+forward), vr[t-1], i[t-1] = v[t-1] - beta vr[t-2] - bias and the ALIF trace a are
+recomputed. Parameters are stored once per feature ``F`` and shared by the batch.
 
-On CPU the loops run in numba-compiled kernels over contiguous ``[T, N]`` arrays,
-parallel over blocks of neurons (float32 and float64). The five built-in surrogates are
-implemented in the kernel by name and slope; a custom surrogate (or a CUDA tensor) runs
-the same algorithm as a torch loop over T, calling ``surrogate.grad``. Forward spikes are
-bit-identical to the step-by-step path: the kernel performs the same rounded operations
-in the same order.
+Backends, chosen per call: on CPU, numba kernels compiled for each setting of the flags
+(reset, ALIF, detach, surrogate, which gradients are needed) so that the inner loop over
+features has no branch and vectorises, parallel over (batch row, feature block) work
+items; on CUDA, the Triton kernels of :mod:`snn.fused_triton` when triton is installed.
+A custom surrogate, another dtype, or CUDA without triton runs the same algorithm as a
+torch loop over T, calling ``surrogate.grad``. ``SPIKEFORGE_FUSED_BACKEND`` (numba, triton,
+torch) forces one, e.g. triton on CPU tensors under ``TRITON_INTERPRET=1`` for tests.
+Forward spikes are bit-identical to the step-by-step path: every backend performs the
+same rounded operations in the same order.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import numpy as np
 import torch
 
 from snn import functional as F
+from snn.errors import SpikeforgeError
 from snn.surrogate import Surrogate
 
 try:  # numba is optional at import time; without it the torch-loop path runs everywhere
@@ -57,6 +62,8 @@ CHUNK = 2048  # neurons per parallel work item: a chunk's state stays in L1 whil
 # Kernels run on one thread below this many elements (T*N): thread start-up and, on a shared
 # machine, waiting for the slowest thread cost more than they save. None: always serial.
 PARALLEL_MIN_ELEMENTS: int | None = int(os.environ.get("SPIKEFORGE_FUSED_PARALLEL_MIN", 1 << 18))
+BACKENDS = ("numba", "triton", "torch")
+FORCED_BACKEND: str | None = os.environ.get("SPIKEFORGE_FUSED_BACKEND") or None
 
 
 @dataclass(frozen=True)
@@ -377,9 +384,36 @@ def _torch_backward(gs, g_i, g_v, g_a, vstore, state0, p, cfg: FusedConfig, need
 _PARAM_NAMES = ("alpha", "beta", "theta", "bias", "rho", "gamma")
 
 
+def _check_backend() -> None:
+    if FORCED_BACKEND is not None and FORCED_BACKEND not in BACKENDS:
+        raise SpikeforgeError(f"SPIKEFORGE_FUSED_BACKEND={FORCED_BACKEND!r} is not a fused backend; "
+                              f"use one of {', '.join(BACKENDS)} or unset it")
+
+
+def _compilable(x: torch.Tensor, cfg: FusedConfig) -> bool:
+    return cfg.kernel_code >= 0 and x.dtype in (torch.float32, torch.float64)
+
+
 def _use_kernel(x: torch.Tensor, cfg: FusedConfig) -> bool:
-    return (numba is not None and x.device.type == "cpu" and cfg.kernel_code >= 0
-            and x.dtype in (torch.float32, torch.float64))
+    """CPU tensors run the numba kernels."""
+    _check_backend()
+    if FORCED_BACKEND is not None and FORCED_BACKEND != "numba":
+        return False
+    return numba is not None and x.device.type == "cpu" and _compilable(x, cfg)
+
+
+def _use_triton(x: torch.Tensor, cfg: FusedConfig) -> bool:
+    """CUDA tensors run the Triton kernels (snn.fused_triton) when triton is installed."""
+    _check_backend()
+    if FORCED_BACKEND is not None and FORCED_BACKEND != "triton":
+        return False
+    if not _compilable(x, cfg) or (x.device.type != "cuda" and FORCED_BACKEND != "triton"):
+        return False
+    from snn.fused_triton import triton_available
+    if FORCED_BACKEND == "triton" and not triton_available():
+        raise SpikeforgeError("SPIKEFORGE_FUSED_BACKEND=triton, but triton cannot run here; install triton and "
+                              "use a CUDA device (or set TRITON_INTERPRET=1 for its CPU interpreter)")
+    return triton_available()
 
 
 def _parallel(x: torch.Tensor) -> bool:
@@ -420,13 +454,26 @@ class FusedScan(torch.autograd.Function):
             kernel = parallel if _parallel(xs) else serial
             kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), *(q.numpy() for q in params), spikes.numpy(),
                    vstore.numpy())
+        elif _use_triton(x, cfg):
+            from snn.fused_triton import triton_forward
+            xs = x.contiguous()
+            if zero_state:
+                i, v = xs.new_zeros(state_shape), xs.new_zeros(state_shape)
+                a = xs.new_zeros(state_shape if cfg.adaptive else (state_shape[0], 0))
+            else:
+                i, v, a = i0.clone(), v0.clone(), a0.clone()
+            spikes = torch.empty_like(xs)
+            vstore = xs.new_empty(xs.shape if store else (1, 1, 1))
+            triton_forward(xs, i, v, a, params, subtract=cfg.reset == "subtract", adaptive=cfg.adaptive,
+                           store=store, spikes=spikes, vstore=vstore)
         else:
             if zero_state:
                 i0 = v0 = a0 = x.new_zeros(state_shape)
             spikes, (i, v, a), vstore = _torch_forward(x, (i0, v0, a0), params, cfg, store)
         if store:
             needs = ctx.needs_input_grad
-            keep = (needs[4], needs[4] or needs[5], cfg.adaptive) if _use_kernel(x, cfg) else (True, True, True)
+            compiled = _use_kernel(x, cfg) or _use_triton(x, cfg)
+            keep = (needs[4], needs[4] or needs[5], cfg.adaptive) if compiled else (True, True, True)
             # the parameters as given (often scalars), not their [F] copies: re-expanded in backward
             ctx.save_for_backward(vstore, *(None if zero_state or not k else s for s, k in zip((i0, v0, a0), keep)),
                                   alpha, beta, theta, bias, rho, gamma)
@@ -441,32 +488,39 @@ class FusedScan(torch.autograd.Function):
         cfg: FusedConfig = ctx.cfg
         needs = ctx.needs_input_grad
         shape = ctx.state_shape
+        use_numba = _use_kernel(vstore, cfg)
+        use_triton = not use_numba and _use_triton(vstore, cfg)
         if ctx.zero_state:  # zeros where a gradient reads the initial state, stand-ins elsewhere
-            i0, v0, a0 = (torch.zeros(shape, dtype=vstore.dtype) if k else None for k in ctx.keep)
-        zero_final = g_i is None and g_v is None and g_a is None and _use_kernel(vstore, cfg)
+            i0, v0, a0 = (vstore.new_zeros(shape) if k else None for k in ctx.keep)
+        zero_final = g_i is None and g_v is None and g_a is None and use_numba
         if zero_final:  # zeroed inside the kernel
-            g_i, g_v = torch.empty(shape, dtype=vstore.dtype), torch.empty(shape, dtype=vstore.dtype)
-            g_a = torch.empty(shape if cfg.adaptive else (shape[0], 0), dtype=vstore.dtype)
+            g_i, g_v = vstore.new_empty(shape), vstore.new_empty(shape)
+            g_a = vstore.new_empty(shape if cfg.adaptive else (shape[0], 0))
         else:
-            g_i, g_v, g_a = (torch.zeros(shape, dtype=vstore.dtype) if g is None else g.contiguous().clone()
-                             for g in (g_i, g_v, g_a))
+            g_i, g_v, g_a = (vstore.new_zeros(shape) if g is None else g.contiguous().clone() for g in (g_i, g_v, g_a))
         # Any strides will do (numba compiles a strided variant): the expanded ones of out.sum()
         # are read in place instead of materialised.
         gs = torch.zeros_like(vstore) if gs is None else gs
-        if _use_kernel(vstore, cfg):
-            stand_in = torch.zeros((shape[0], 0), dtype=vstore.dtype)
+        if use_numba or use_triton:
+            stand_in = vstore.new_zeros((shape[0], 0))
             i0, v0, a0 = (stand_in if s is None else s for s in (i0, v0, a0))
             param_needs = tuple(bool(n) for n in needs[4:10])
             if not cfg.adaptive:  # rho and gamma do not enter the CUBA dynamics
                 param_needs = param_needs[:4] + (False, False)
-            gx = torch.empty(vstore.shape, dtype=vstore.dtype)
-            parts = [torch.empty(shape if need else (1, 1), dtype=vstore.dtype) for need in param_needs]
-            serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
-                                                 cfg.kernel_code, param_needs, zero_final)
-            kernel = parallel if _parallel(gs) else serial
-            kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), vstore.numpy(),
-                   i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params), gx.numpy(),
-                   *(q.numpy() for q in parts))
+            gx = vstore.new_empty(vstore.shape)
+            parts = [vstore.new_empty(shape if need else (1, 1)) for need in param_needs]
+            if use_numba:
+                serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
+                                                     cfg.kernel_code, param_needs, zero_final)
+                kernel = parallel if _parallel(gs) else serial
+                kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(),
+                       vstore.numpy(), i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params), gx.numpy(),
+                       *(q.numpy() for q in parts))
+            else:
+                from snn.fused_triton import triton_backward
+                triton_backward(gs, g_i, g_v, g_a, vstore, i0, v0, a0, params, subtract=cfg.reset == "subtract",
+                                adaptive=cfg.adaptive, detach=cfg.detach_reset, code=cfg.kernel_code,
+                                slope=float(cfg.surrogate.slope), needs=param_needs, gx=gx, parts=parts)
             flat_grads = [part.sum(0) if need else None for part, need in zip(parts, param_needs)]
         else:
             gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, vstore, (i0, v0, a0), params, cfg,
