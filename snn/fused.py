@@ -175,11 +175,13 @@ def _forward_kernels(subtract: bool, adaptive: bool, store: bool, zero_state: bo
 
 @functools.lru_cache(maxsize=None)
 def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...],
-                      zero_final: bool):
+                      zero_final: bool, uniform_gs: bool):
     """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma.
 
     ``zero_final``: no gradient reached the final state; g_i, g_v, g_a arrive uninitialised
-    and each work item zeroes its own slice.
+    and each work item zeroes its own slice. ``uniform_gs``: dL/dspikes is one value for
+    every neuron-step (the expanded gradient of ``out.sum()`` or ``out.mean()``), passed as
+    a ``[1, 1, 1]`` array.
     """
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
@@ -188,7 +190,7 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     def item(b, lo, hi, slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
              gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
         # Views over [lo, hi), indices from 0 (see the forward kernel).
-        steps, n = gs.shape[0], hi - lo
+        steps, n = vstore.shape[0], hi - lo
         al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
         gib, gvb, gab = g_i[b, lo:hi], g_v[b, lo:hi], g_a[b, lo:hi]
         if zero_final:
@@ -211,7 +213,8 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
         acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
         di_next = np.zeros(n, gs.dtype)
         for t in range(steps - 1, -1, -1):
-            v_row, gs_row, gx_row = vstore[t, b, lo:hi], gs[t, b, lo:hi], gx[t, b, lo:hi]
+            v_row, gx_row = vstore[t, b, lo:hi], gx[t, b, lo:hi]
+            gs_row = gs[0, 0, 0:1] if uniform_gs else gs[t, b, lo:hi]
             vp_row = vstore[t - 1, b, lo:hi] if t > 0 else v0b
             ap_row = (a_trace[t - 1] if t > 0 else a0b) if adaptive else a0b        # a[t-1]: threshold of step t
             app_row = (a_trace[t - 2] if t > 1 else a0b) if adaptive else a0b       # a[t-2]: threshold of step t-1
@@ -229,7 +232,7 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
                     dv = gvr * (1.0 - s)
                     dth = 0.0 * gvr
                     dr = -v * gvr
-                ds = gs_row[j]
+                ds = gs_row[0] if uniform_gs else gs_row[j]
                 if adaptive:
                     ds += gab[j]
                 if not detach:
@@ -274,7 +277,7 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     @njit(cache=True, nogil=True, error_model="numpy")
     def serial(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
                gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
-        batch, features = gs.shape[1], gs.shape[2]
+        batch, features = vstore.shape[1], vstore.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         for w in range(batch * chunks):
             b, c = w // chunks, w % chunks
@@ -284,7 +287,7 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def parallel(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
                  gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
-        batch, features = gs.shape[1], gs.shape[2]
+        batch, features = vstore.shape[1], vstore.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         for w in prange(batch * chunks):
             b, c = w // chunks, w % chunks
@@ -498,9 +501,12 @@ class FusedScan(torch.autograd.Function):
             g_a = vstore.new_empty(shape if cfg.adaptive else (shape[0], 0))
         else:
             g_i, g_v, g_a = (vstore.new_zeros(shape) if g is None else g.contiguous().clone() for g in (g_i, g_v, g_a))
-        # Any strides will do (numba compiles a strided variant): the expanded ones of out.sum()
-        # are read in place instead of materialised.
         gs = torch.zeros_like(vstore) if gs is None else gs
+        # out.sum() / out.mean() send one value expanded over every neuron-step: read it once
+        # instead of materialising [T, B, F] (numba); Triton reads any strides in place.
+        uniform_gs = use_numba and gs.numel() > 0 and all(st == 0 for st in gs.stride())
+        if use_numba:
+            gs = gs.as_strided((1, 1, 1), (1, 1, 1)).clone() if uniform_gs else gs.contiguous()
         if use_numba or use_triton:
             stand_in = vstore.new_zeros((shape[0], 0))
             i0, v0, a0 = (stand_in if s is None else s for s in (i0, v0, a0))
@@ -511,8 +517,8 @@ class FusedScan(torch.autograd.Function):
             parts = [vstore.new_empty(shape if need else (1, 1)) for need in param_needs]
             if use_numba:
                 serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
-                                                     cfg.kernel_code, param_needs, zero_final)
-                kernel = parallel if _parallel(gs) else serial
+                                                     cfg.kernel_code, param_needs, zero_final, uniform_gs)
+                kernel = parallel if _parallel(vstore) else serial
                 kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(),
                        vstore.numpy(), i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params), gx.numpy(),
                        *(q.numpy() for q in parts))

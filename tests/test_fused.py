@@ -175,3 +175,23 @@ def test_start_at_rest_without_state_matches_reference(cls, learn: bool) -> None
     assert g1[0].abs().sum() > 0
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "expanded_row"])
+def test_expanded_output_gradients(reduce: str) -> None:
+    """out.sum() / out.mean() hand the backward one value expanded over [T, B, F] (read once);
+    a partly expanded gradient is made contiguous. Both equal the reference path."""
+    torch.manual_seed(4)
+    layer = ALIF(learn_threshold=True).double()
+    x = (torch.rand(STEPS, BATCH, FEATURES, dtype=torch.float64) * 1.5).requires_grad_()
+    weights = torch.rand(1, 1, FEATURES, dtype=torch.float64).expand(STEPS, BATCH, FEATURES)
+
+    def loss(out):
+        return out.sum() if reduce == "sum" else out.mean() if reduce == "mean" else (out * weights).sum()
+    out, _ = layer(x)
+    g1 = torch.autograd.grad(loss(out), [x, layer.theta])
+    layer.fused = False
+    ref, _ = layer(x)
+    g2 = torch.autograd.grad(loss(ref), [x, layer.theta])
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
