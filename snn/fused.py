@@ -187,101 +187,107 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
 
     @njit(cache=True, error_model="numpy")
-    def item(b, lo, hi, slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
+    def item(b0, b1, lo, hi, slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
              gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
         # Views over [lo, hi), indices from 0 (see the forward kernel).
         steps, n = vstore.shape[0], hi - lo
-        al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
-        gib, gvb, gab = g_i[b, lo:hi], g_v[b, lo:hi], g_a[b, lo:hi]
-        if zero_final:
-            gib[:] = 0.0
-            gvb[:] = 0.0
-            if adaptive:
-                gab[:] = 0.0
-        i0b, v0b, a0b = i0[b, lo:hi], v0[b, lo:hi], a0[b, lo:hi]
-        # ALIF: the threshold trace a[t] (after step t) from the recomputed spikes, forward order
+        # Rows b0..b1 share one set of scratch arrays (a batch of short rows is one work item).
         a_trace = np.empty((steps if adaptive else 1, n), vstore.dtype)
-        if adaptive:
-            for t in range(steps):
-                vr_ = vstore[t, b, lo:hi]
-                a_prev_row = a_trace[t - 1] if t > 0 else a0b
-                a_row = a_trace[t]
-                for j in range(n):
-                    fire = vr_[j] - (thr[j] + ga[j] * a_prev_row[j]) > 0
-                    a_row[j] = rh[j] * a_prev_row[j] + (1.0 if fire else 0.0)
-        acc = np.zeros((6, n), gs.dtype)  # parameter gradients of this item
-        acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+        acc = np.zeros((6, n), gs.dtype)  # parameter gradients of one row
         di_next = np.zeros(n, gs.dtype)
-        for t in range(steps - 1, -1, -1):
-            v_row, gx_row = vstore[t, b, lo:hi], gx[t, b, lo:hi]
-            gs_row = gs[0, 0, 0:1] if uniform_gs else gs[t, b, lo:hi]
-            vp_row = vstore[t - 1, b, lo:hi] if t > 0 else v0b
-            ap_row = (a_trace[t - 1] if t > 0 else a0b) if adaptive else a0b        # a[t-1]: threshold of step t
-            app_row = (a_trace[t - 2] if t > 1 else a0b) if adaptive else a0b       # a[t-2]: threshold of step t-1
-            for j in range(n):
-                a_prev = ap_row[j] if adaptive else 0.0
-                th = thr[j] + ga[j] * a_prev if adaptive else thr[j]
-                v = v_row[j]
-                s = 1.0 if v - th > 0 else 0.0  # the forward's spike, recomputed bit for bit
-                gvr = gvb[j]
-                if subtract:
-                    dv = gvr
-                    dth = -s * gvr
-                    dr = -th * gvr
-                else:
-                    dv = gvr * (1.0 - s)
-                    dth = 0.0 * gvr
-                    dr = -v * gvr
-                ds = gs_row[0] if uniform_gs else gs_row[j]
+        for b in range(b0, b1):
+            al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
+            gib, gvb, gab = g_i[b, lo:hi], g_v[b, lo:hi], g_a[b, lo:hi]
+            if zero_final:
+                gib[:] = 0.0
+                gvb[:] = 0.0
                 if adaptive:
-                    ds += gab[j]
-                if not detach:
-                    ds += dr
-                dz = ds * _sg(code, slope, v - th)
-                dv += dz
-                dth -= dz
-                if need_theta:
-                    acc_theta[j] += dth
-                if adaptive:
-                    if need_gamma:
-                        acc_gamma[j] += dth * a_prev
-                    if need_rho:
-                        acc_rho[j] += gab[j] * a_prev
-                    gab[j] = rh[j] * gab[j] + ga[j] * dth
-                vp = 0.0
-                if need_vr:  # vr[t-1] exactly as the forward formed it
-                    vp = vp_row[j]
-                    if t > 0:
-                        th_p = thr[j] + ga[j] * app_row[j] if adaptive else thr[j]
-                        if vp - th_p > 0:
-                            vp = vp - th_p if subtract else 0.0 * vp
-                if need_beta:
-                    acc_beta[j] += dv * vp
-                if need_bias:
-                    acc_bias[j] += dv
-                gvb[j] = be[j] * dv
-                di = gib[j] + dv
-                gx_row[j] = di
-                if need_alpha:
-                    acc_alpha[j] += di_next[j] * (v - be[j] * vp - bi[j])  # dL/di[t+1] * i[t]
-                    di_next[j] = di
-                gib[j] = al[j] * di
-        if need_alpha:
-            for j in range(n):
-                acc_alpha[j] += di_next[j] * i0b[j]
-        for k, need, out in ((0, need_alpha, galpha), (1, need_beta, gbeta), (2, need_theta, gtheta),
-                             (3, need_bias, gbias), (4, need_rho, grho), (5, need_gamma, ggamma)):
-            if need:
-                out[b, lo:hi] = acc[k]
+                    gab[:] = 0.0
+            i0b, v0b, a0b = i0[b, lo:hi], v0[b, lo:hi], a0[b, lo:hi]
+            # ALIF: the threshold trace a[t] (after step t) from the recomputed spikes, forward order
+            if adaptive:
+                for t in range(steps):
+                    vr_ = vstore[t, b, lo:hi]
+                    a_prev_row = a_trace[t - 1] if t > 0 else a0b
+                    a_row = a_trace[t]
+                    for j in range(n):
+                        fire = vr_[j] - (thr[j] + ga[j] * a_prev_row[j]) > 0
+                        a_row[j] = rh[j] * a_prev_row[j] + (1.0 if fire else 0.0)
+            acc[:] = 0.0
+            di_next[:] = 0.0
+            acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+            for t in range(steps - 1, -1, -1):
+                v_row, gx_row = vstore[t, b, lo:hi], gx[t, b, lo:hi]
+                gs_row = gs[0, 0, 0:1] if uniform_gs else gs[t, b, lo:hi]
+                vp_row = vstore[t - 1, b, lo:hi] if t > 0 else v0b
+                ap_row = (a_trace[t - 1] if t > 0 else a0b) if adaptive else a0b        # a[t-1]: threshold of step t
+                app_row = (a_trace[t - 2] if t > 1 else a0b) if adaptive else a0b       # a[t-2]: threshold of step t-1
+                for j in range(n):
+                    a_prev = ap_row[j] if adaptive else 0.0
+                    th = thr[j] + ga[j] * a_prev if adaptive else thr[j]
+                    v = v_row[j]
+                    s = 1.0 if v - th > 0 else 0.0  # the forward's spike, recomputed bit for bit
+                    gvr = gvb[j]
+                    if subtract:
+                        dv = gvr
+                        dth = -s * gvr
+                        dr = -th * gvr
+                    else:
+                        dv = gvr * (1.0 - s)
+                        dth = 0.0 * gvr
+                        dr = -v * gvr
+                    ds = gs_row[0] if uniform_gs else gs_row[j]
+                    if adaptive:
+                        ds += gab[j]
+                    if not detach:
+                        ds += dr
+                    dz = ds * _sg(code, slope, v - th)
+                    dv += dz
+                    dth -= dz
+                    if need_theta:
+                        acc_theta[j] += dth
+                    if adaptive:
+                        if need_gamma:
+                            acc_gamma[j] += dth * a_prev
+                        if need_rho:
+                            acc_rho[j] += gab[j] * a_prev
+                        gab[j] = rh[j] * gab[j] + ga[j] * dth
+                    vp = 0.0
+                    if need_vr:  # vr[t-1] exactly as the forward formed it
+                        vp = vp_row[j]
+                        if t > 0:
+                            th_p = thr[j] + ga[j] * app_row[j] if adaptive else thr[j]
+                            if vp - th_p > 0:
+                                vp = vp - th_p if subtract else 0.0 * vp
+                    if need_beta:
+                        acc_beta[j] += dv * vp
+                    if need_bias:
+                        acc_bias[j] += dv
+                    gvb[j] = be[j] * dv
+                    di = gib[j] + dv
+                    gx_row[j] = di
+                    if need_alpha:
+                        acc_alpha[j] += di_next[j] * (v - be[j] * vp - bi[j])  # dL/di[t+1] * i[t]
+                        di_next[j] = di
+                    gib[j] = al[j] * di
+            if need_alpha:
+                for j in range(n):
+                    acc_alpha[j] += di_next[j] * i0b[j]
+            for k, need, out in ((0, need_alpha, galpha), (1, need_beta, gbeta), (2, need_theta, gtheta),
+                                 (3, need_bias, gbias), (4, need_rho, grho), (5, need_gamma, ggamma)):
+                if need:
+                    out[b, lo:hi] = acc[k]
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def serial(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
                gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
         batch, features = vstore.shape[1], vstore.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
-        for w in range(batch * chunks):
-            b, c = w // chunks, w % chunks
-            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
+        rows = max(1, CHUNK // max(features, 1))
+        groups = (batch + rows - 1) // rows
+        for w in range(groups * chunks):
+            g, c = w // chunks, w % chunks
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
                  alpha, beta, theta, bias, rho, gamma, gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -289,9 +295,11 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
                  gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
         batch, features = vstore.shape[1], vstore.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
-        for w in prange(batch * chunks):
-            b, c = w // chunks, w % chunks
-            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
+        rows = max(1, CHUNK // max(features, 1))
+        groups = (batch + rows - 1) // rows
+        for w in prange(groups * chunks):
+            g, c = w // chunks, w % chunks
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
                  alpha, beta, theta, bias, rho, gamma, gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
 
     return serial, parallel
