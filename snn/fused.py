@@ -88,6 +88,9 @@ def numba_available() -> bool:
 
 
 # --------------------------------------------------------------------------- numba kernels
+# Serial and parallel variants are written out twice on purpose: one Python function jitted
+# with and without parallel=True shares numba's on-disk cache entry, so one would silently
+# run the other's code.
 # Layout: x, spikes, v [T, B, F]; state [B, F]; parameters [F] (one value per feature,
 # shared by the batch). A work item is one batch row b and a chunk of CHUNK features; items
 # are independent, so the parallel kernels split them across threads without locks.
@@ -215,7 +218,8 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
                         a_row[j] = rh[j] * a_prev_row[j] + (1.0 if fire else 0.0)
             acc[:] = 0.0
             di_next[:] = 0.0
-            acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+            acc_alpha, acc_beta, acc_theta = acc[0], acc[1], acc[2]
+            acc_bias, acc_rho, acc_gamma = acc[3], acc[4], acc[5]
             for t in range(steps - 1, -1, -1):
                 v_row, gx_row = vstore[t, b, lo:hi], gx[t, b, lo:hi]
                 gs_row = gs[0, 0, 0:1] if uniform_gs else gs[t, b, lo:hi]
@@ -287,8 +291,9 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
         groups = (batch + rows - 1) // rows
         for w in range(groups * chunks):
             g, c = w // chunks, w % chunks
-            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
-                 alpha, beta, theta, bias, rho, gamma, gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope,
+                 gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
+                 gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def parallel(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
@@ -299,8 +304,9 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
         groups = (batch + rows - 1) // rows
         for w in prange(groups * chunks):
             g, c = w // chunks, w % chunks
-            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0,
-                 alpha, beta, theta, bias, rho, gamma, gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope,
+                 gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
+                 gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
 
     return serial, parallel
 
