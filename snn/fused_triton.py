@@ -44,6 +44,8 @@ import os
 
 import torch
 
+from snn.fused import _PARAM_NAMES  # alpha..gamma, the order of params and parts
+
 try:  # triton is optional; without it the fused scan runs its torch loop on CUDA
     import triton
     import triton.language as tl
@@ -299,9 +301,6 @@ def _check(where: str, device: torch.device, dtype: torch.dtype, shape: tuple[in
         if t.device != device or t.dtype != dtype or tuple(t.shape) != shape or not t.is_contiguous():
             raise ValueError(f"{where}: {name} must be a contiguous {dtype} tensor of shape {list(shape)} on "
                              f"{device}, got {t.dtype} {list(t.shape)} on {t.device}")
-
-
-_PARAM_NAMES = ("alpha", "beta", "theta", "bias", "rho", "gamma")
 
 
 # --------------------------------------------------------------------------- launchers
