@@ -20,10 +20,12 @@ backward (adjoints g_*, running from t = T-1 down to 0; r = s, or 0 with ``detac
     g_beta += g_v vr[t-1];  g_bias += g_v;  g_vr <- beta g_v
     g_i = g_i + g_v;  dL/dx[t] = g_i;  g_alpha += g_i i[t-1];  g_i <- alpha g_i
 
-Memory kept for the backward: the pre-reset membrane v ``[T, B, F]`` in the input dtype,
-one value per neuron-step; spikes (``v - th > 0``, the same rounded operations as the
-forward), vr[t-1], i[t-1] = v[t-1] - beta vr[t-2] - bias and the ALIF trace a are
-recomputed. Parameters are stored once per feature ``F`` and shared by the batch.
+Memory kept for the backward: one value per neuron-step. The numba kernels keep the input
+x (which exists anyway, so the forward writes only the spikes) and replay the forward per
+work item to rebuild v; Triton and the torch loop keep the pre-reset membrane v. From v,
+the spikes (``v - th > 0``, the same rounded operations as the forward), vr[t-1],
+i[t-1] = v[t-1] - beta vr[t-2] - bias and the ALIF trace a are recomputed. Parameters are
+stored once per feature ``F`` and shared by the batch.
 
 Backends, chosen per call: on CPU, numba kernels compiled for each setting of the flags
 (reset, ALIF, detach, surrogate, which gradients are needed) so that the inner loop over
@@ -91,9 +93,11 @@ def numba_available() -> bool:
 # Serial and parallel variants are written out twice on purpose: one Python function jitted
 # with and without parallel=True shares numba's on-disk cache entry, so one would silently
 # run the other's code.
-# Layout: x, spikes, v [T, B, F]; state [B, F]; parameters [F] (one value per feature,
-# shared by the batch). A work item is one batch row b and a chunk of CHUNK features; items
-# are independent, so the parallel kernels split them across threads without locks.
+# Layout: x, spikes [T, B, F]; state [B, F]; parameters [6, F] (alpha..gamma, one value per
+# feature, shared by the batch; one array, so one argument to unbox per call); parameter
+# gradients [6, B, F] (partial sums per batch row; rows not needed are never written).
+# A work item is one batch row b and a chunk of CHUNK features; items are independent, so
+# the parallel kernels split them across threads without locks.
 # Every flag (reset, ALIF, detach, surrogate, which gradients are needed) is a compile-time
 # constant of the kernel built for it: the inner loop over features has no branch left,
 # and LLVM vectorises it.
@@ -116,19 +120,21 @@ if numba is not None:
 
 
 @functools.lru_cache(maxsize=None)
-def _forward_kernels(subtract: bool, adaptive: bool, store: bool, zero_state: bool):
+def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool):
     """``(serial, parallel)`` forward kernels for one setting of the flags.
 
     ``zero_state``: the state arrays arrive uninitialised and each work item zeroes its
-    own slice (no separate pass over ``[B, F]`` memory).
+    own slice (no separate pass over ``[B, F]`` memory). Nothing is stored for the
+    backward: it rebuilds v from the input x (one array fewer to write per neuron-step).
     """
 
     @njit(cache=True, error_model="numpy")
-    def item(b, lo, hi, x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma, spikes, vstore):
+    def item(b, lo, hi, x, i_state, v_state, a_state, params, spikes):
         # Views over [lo, hi) and indices from 0: LLVM then knows no index is negative,
         # drops numba's wraparound checks and vectorises the loop.
         n = hi - lo
-        al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
+        al, be, thr, bi, rh, ga = (params[0, lo:hi], params[1, lo:hi], params[2, lo:hi], params[3, lo:hi],
+                                   params[4, lo:hi], params[5, lo:hi])
         ib, vb, ab = i_state[b, lo:hi], v_state[b, lo:hi], a_state[b, lo:hi]
         if zero_state:
             ib[:] = 0.0
@@ -137,14 +143,11 @@ def _forward_kernels(subtract: bool, adaptive: bool, store: bool, zero_state: bo
                 ab[:] = 0.0
         for t in range(x.shape[0]):
             xr, sr = x[t, b, lo:hi], spikes[t, b, lo:hi]
-            vsr = vstore[t, b, lo:hi] if store else vstore[0, 0, 0:1]
             for j in range(n):
                 i = al[j] * ib[j] + xr[j]
                 v = be[j] * vb[j] + i + bi[j]
                 th = thr[j] + ga[j] * ab[j] if adaptive else thr[j]
                 fire = v - th > 0
-                if store:
-                    vsr[j] = v
                 sr[j] = 1.0 if fire else 0.0
                 ib[j] = i
                 # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
@@ -156,74 +159,97 @@ def _forward_kernels(subtract: bool, adaptive: bool, store: bool, zero_state: bo
                     ab[j] = rh[j] * ab[j] + (1.0 if fire else 0.0)
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def serial(x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma, spikes, vstore):
+    def serial(x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         for w in range(batch * chunks):
             b, c = w // chunks, w % chunks
-            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, alpha, beta, theta,
-                 bias, rho, gamma, spikes, vstore)
+            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params, spikes)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-    def parallel(x, i_state, v_state, a_state, alpha, beta, theta, bias, rho, gamma, spikes, vstore):
+    def parallel(x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         for w in prange(batch * chunks):
             b, c = w // chunks, w % chunks
-            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, alpha, beta, theta,
-                 bias, rho, gamma, spikes, vstore)
+            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params, spikes)
 
     return serial, parallel
 
 
 @functools.lru_cache(maxsize=None)
 def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...],
-                      zero_final: bool, uniform_gs: bool):
+                      zero_start: bool, zero_final: bool, uniform_gs: bool):
     """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma.
 
+    Input ``x [T, B, F]`` and the initial state ``i0, v0, a0 [B, F]``: each work item first
+    replays the forward over its slice (same operations, so v[t] and the spikes are
+    bit-identical), writing v[t] into its slice of ``gx``; BPTT then runs down from t = T-1,
+    reading v[t] (and v[t-1], not yet overwritten) and writing dL/dx[t] in its place. No
+    scratch of ``[T, n]``: reading v from a separate scratch made the BPTT loop 2-3x slower
+    (measured; cause not pinned down). ``zero_start``: the forward started at rest; the initial state is not
+    read (stand-ins).
     ``zero_final``: no gradient reached the final state; g_i, g_v, g_a arrive uninitialised
     and each work item zeroes its own slice. ``uniform_gs``: dL/dspikes is one value for
     every neuron-step (the expanded gradient of ``out.sum()`` or ``out.mean()``), passed as
-    a ``[1, 1, 1]`` array.
+    a ``[1, 1, 1]`` array. ``gparams [6, B, F]`` receives the per-row partial gradients of
+    the parameters flagged in ``needs`` (``[6, 1, 1]`` when none is).
     """
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
 
     @njit(cache=True, error_model="numpy")
-    def item(b0, b1, lo, hi, slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
-             gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
+    def item(b0, b1, lo, hi, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
         # Views over [lo, hi), indices from 0 (see the forward kernel).
-        steps, n = vstore.shape[0], hi - lo
+        steps, n = x.shape[0], hi - lo
+        al, be, thr, bi, rh, ga = (params[0, lo:hi], params[1, lo:hi], params[2, lo:hi], params[3, lo:hi],
+                                   params[4, lo:hi], params[5, lo:hi])
         # Rows b0..b1 share one set of scratch arrays (a batch of short rows is one work item).
-        a_trace = np.empty((steps if adaptive else 1, n), vstore.dtype)
+        a_trace = np.empty((steps if adaptive else 1, n), x.dtype)  # ALIF trace a[t], after step t
+        i0b, v0b, a0b = np.zeros(n, x.dtype), np.zeros(n, x.dtype), np.zeros(n, x.dtype)  # state at t = -1
+        ib, vb, ab = np.empty(n, x.dtype), np.empty(n, x.dtype), np.empty(n, x.dtype)  # replayed state
         acc = np.zeros((6, n), gs.dtype)  # parameter gradients of one row
         di_next = np.zeros(n, gs.dtype)
         for b in range(b0, b1):
-            al, be, thr, bi, rh, ga = alpha[lo:hi], beta[lo:hi], theta[lo:hi], bias[lo:hi], rho[lo:hi], gamma[lo:hi]
             gib, gvb, gab = g_i[b, lo:hi], g_v[b, lo:hi], g_a[b, lo:hi]
             if zero_final:
                 gib[:] = 0.0
                 gvb[:] = 0.0
                 if adaptive:
                     gab[:] = 0.0
-            i0b, v0b, a0b = i0[b, lo:hi], v0[b, lo:hi], a0[b, lo:hi]
-            # ALIF: the threshold trace a[t] (after step t) from the recomputed spikes, forward order
-            if adaptive:
-                for t in range(steps):
-                    vr_ = vstore[t, b, lo:hi]
-                    a_prev_row = a_trace[t - 1] if t > 0 else a0b
-                    a_row = a_trace[t]
-                    for j in range(n):
-                        fire = vr_[j] - (thr[j] + ga[j] * a_prev_row[j]) > 0
-                        a_row[j] = rh[j] * a_prev_row[j] + (1.0 if fire else 0.0)
+            if not zero_start:
+                i0b[:] = i0[b, lo:hi]
+                v0b[:] = v0[b, lo:hi]
+                if adaptive:
+                    a0b[:] = a0[b, lo:hi]
+            # replay the forward of this row (the forward kernel's operations, in its order)
+            ib[:] = i0b
+            vb[:] = v0b
+            ab[:] = a0b
+            for t in range(steps):
+                xr, vt, at = x[t, b, lo:hi], gx[t, b, lo:hi], a_trace[t if adaptive else 0]
+                for j in range(n):
+                    i = al[j] * ib[j] + xr[j]
+                    v = be[j] * vb[j] + i + bi[j]
+                    th = thr[j] + ga[j] * ab[j] if adaptive else thr[j]
+                    fire = v - th > 0
+                    vt[j] = v
+                    ib[j] = i
+                    if subtract:
+                        vb[j] = v - th if fire else v
+                    else:
+                        vb[j] = 0.0 if fire else v
+                    if adaptive:
+                        ab[j] = rh[j] * ab[j] + (1.0 if fire else 0.0)
+                        at[j] = ab[j]
             acc[:] = 0.0
             di_next[:] = 0.0
             acc_alpha, acc_beta, acc_theta = acc[0], acc[1], acc[2]
             acc_bias, acc_rho, acc_gamma = acc[3], acc[4], acc[5]
             for t in range(steps - 1, -1, -1):
-                v_row, gx_row = vstore[t, b, lo:hi], gx[t, b, lo:hi]
+                v_row = gx_row = gx[t, b, lo:hi]  # v[t] in, dL/dx[t] out (element by element)
                 gs_row = gs[0, 0, 0:1] if uniform_gs else gs[t, b, lo:hi]
-                vp_row = vstore[t - 1, b, lo:hi] if t > 0 else v0b
+                vp_row = gx[t - 1, b, lo:hi] if t > 0 else v0b  # still v[t-1]: the sweep runs down
                 ap_row = (a_trace[t - 1] if t > 0 else a0b) if adaptive else a0b        # a[t-1]: threshold of step t
                 app_row = (a_trace[t - 2] if t > 1 else a0b) if adaptive else a0b       # a[t-2]: threshold of step t-1
                 for j in range(n):
@@ -277,36 +303,32 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
             if need_alpha:
                 for j in range(n):
                     acc_alpha[j] += di_next[j] * i0b[j]
-            for k, need, out in ((0, need_alpha, galpha), (1, need_beta, gbeta), (2, need_theta, gtheta),
-                                 (3, need_bias, gbias), (4, need_rho, grho), (5, need_gamma, ggamma)):
+            for k, need in ((0, need_alpha), (1, need_beta), (2, need_theta), (3, need_bias), (4, need_rho),
+                            (5, need_gamma)):
                 if need:
-                    out[b, lo:hi] = acc[k]
+                    gparams[k, b, lo:hi] = acc[k]
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def serial(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
-               gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
-        batch, features = vstore.shape[1], vstore.shape[2]
+    def serial(slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+        batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         rows = max(1, CHUNK // max(features, 1))
         groups = (batch + rows - 1) // rows
         for w in range(groups * chunks):
             g, c = w // chunks, w % chunks
             item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope,
-                 gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
-                 gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
+                 gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-    def parallel(slope, gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
-                 gx, galpha, gbeta, gtheta, gbias, grho, ggamma):
-        batch, features = vstore.shape[1], vstore.shape[2]
+    def parallel(slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+        batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         rows = max(1, CHUNK // max(features, 1))
         groups = (batch + rows - 1) // rows
         for w in prange(groups * chunks):
             g, c = w // chunks, w % chunks
             item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope,
-                 gs, g_i, g_v, g_a, vstore, i0, v0, a0, alpha, beta, theta, bias, rho, gamma,
-                 gx, galpha, gbeta, gtheta, gbias, grho, ggamma)
+                 gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
 
     return serial, parallel
 
@@ -441,24 +463,32 @@ def _parallel(x: torch.Tensor) -> bool:
 class FusedScan(torch.autograd.Function):
     """``(x [T, B, F], i0, v0, a0 [B, F], alpha..gamma, cfg, param_shape) -> (spikes [T, B, F], i, v, a [B, F])``.
 
+    ``i0 = v0 = a0 = None`` starts at rest (all zero) without materialising the zeros.
     Each parameter broadcasts to ``param_shape`` (``F`` = its number of elements); its
     gradient comes back in the parameter's own shape.
 
-    Saved for the backward: the pre-reset membrane ``v [T, B, F]`` (one value per
-    neuron-step, as SpikingJelly); spikes, reset membranes, currents and the ALIF trace are
-    recomputed from it. An initial state is kept only where a gradient needs it (``i0`` for
-    alpha, ``v0`` for alpha and beta, ``a0`` for ALIF); the kernels get an empty stand-in
-    otherwise and never read it.
+    Saved for the backward, one value per neuron-step plus ``[B, F]`` and ``[6, F]`` arrays:
+
+    - numba (CPU): the input ``x`` itself (a tensor that exists anyway, so the forward
+      writes nothing extra) and the initial state; the backward replays the forward per
+      work item to rebuild v.
+    - Triton and the torch loop: the pre-reset membrane ``v [T, B, F]`` (as SpikingJelly);
+      spikes, reset membranes, currents and the ALIF trace are recomputed from it. An
+      initial state is kept only where a gradient needs it (``i0`` for alpha, ``v0`` for
+      alpha and beta, ``a0`` for ALIF); the kernels get an empty stand-in otherwise.
     """
 
     @staticmethod
     def forward(ctx, x, i0, v0, a0, alpha, beta, theta, bias, rho, gamma, cfg: FusedConfig,  # type: ignore[override]
                 param_shape: torch.Size):
         store = torch.is_grad_enabled() or any(ctx.needs_input_grad)
-        params = _flat_parameters((alpha, beta, theta, bias, rho, gamma), param_shape, x)
+        given = (alpha, beta, theta, bias, rho, gamma)
+        params = _flat_parameters(given, param_shape, x)
         state_shape = x.shape[1:]
         zero_state = i0 is None
+        needs = ctx.needs_input_grad
         if _use_kernel(x, cfg):
+            backend = "numba"
             xs = x.contiguous()
             if zero_state:  # zeroed inside the kernel; CUBA never touches its stand-in a
                 i, v = torch.empty(state_shape, dtype=xs.dtype), torch.empty(state_shape, dtype=xs.dtype)
@@ -466,13 +496,13 @@ class FusedScan(torch.autograd.Function):
             else:
                 i, v, a = i0.clone(), v0.clone(), a0.clone()
             spikes = torch.empty_like(xs)
-            vstore = torch.empty(xs.shape if store else (1, 1, 1), dtype=xs.dtype)
-            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, store, zero_state)
+            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, zero_state)
             kernel = parallel if _parallel(xs) else serial
-            kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), *(q.numpy() for q in params), spikes.numpy(),
-                   vstore.numpy())
+            kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), params.numpy(), spikes.numpy())
+            saved, keep = xs, (True, True, cfg.adaptive)
         elif _use_triton(x, cfg):
             from snn.fused_triton import triton_forward
+            backend = "triton"
             xs = x.contiguous()
             if zero_state:
                 i, v = xs.new_zeros(state_shape), xs.new_zeros(state_shape)
@@ -480,84 +510,86 @@ class FusedScan(torch.autograd.Function):
             else:
                 i, v, a = i0.clone(), v0.clone(), a0.clone()
             spikes = torch.empty_like(xs)
-            vstore = xs.new_empty(xs.shape if store else (1, 1, 1))
-            triton_forward(xs, i, v, a, params, subtract=cfg.reset == "subtract", adaptive=cfg.adaptive,
-                           store=store, spikes=spikes, vstore=vstore)
+            saved = xs.new_empty(xs.shape if store else (1, 1, 1))
+            triton_forward(xs, i, v, a, params.unbind(0), subtract=cfg.reset == "subtract", adaptive=cfg.adaptive,
+                           store=store, spikes=spikes, vstore=saved)
+            keep = (needs[4], needs[4] or needs[5], cfg.adaptive)
         else:
+            backend = "torch"
             if zero_state:
                 i0 = v0 = a0 = x.new_zeros(state_shape)
-            spikes, (i, v, a), vstore = _torch_forward(x, (i0, v0, a0), params, cfg, store)
+            spikes, (i, v, a), saved = _torch_forward(x, (i0, v0, a0), params.unbind(0), cfg, store)
+            keep = (True, True, True)
         if store:
-            needs = ctx.needs_input_grad
-            compiled = _use_kernel(x, cfg) or _use_triton(x, cfg)
-            keep = (needs[4], needs[4] or needs[5], cfg.adaptive) if compiled else (True, True, True)
-            # the parameters as given (often scalars), not their [F] copies: re-expanded in backward
-            ctx.save_for_backward(vstore, *(None if zero_state or not k else s for s, k in zip((i0, v0, a0), keep)),
-                                  alpha, beta, theta, bias, rho, gamma)
+            # parameters once per feature ([6, F], small next to x); the given shapes for their gradients
+            ctx.save_for_backward(saved, *(None if zero_state or not k else s for s, k in zip((i0, v0, a0), keep)),
+                                  params)
+            ctx.given = [(p.shape, p.dtype) for p in given]
             ctx.state_shape, ctx.param_shape, ctx.zero_state, ctx.keep = state_shape, param_shape, zero_state, keep
-        ctx.cfg = cfg
+        ctx.cfg, ctx.backend = cfg, backend
         return spikes, i, v, a
 
     @staticmethod
     def backward(ctx, gs, g_i, g_v, g_a):  # type: ignore[override]
-        vstore, i0, v0, a0, *given = ctx.saved_tensors
-        params = _flat_parameters(given, ctx.param_shape, vstore)
+        saved, i0, v0, a0, params = ctx.saved_tensors  # saved: x (numba) or the membrane v (otherwise)
         cfg: FusedConfig = ctx.cfg
         needs = ctx.needs_input_grad
         shape = ctx.state_shape
-        use_numba = _use_kernel(vstore, cfg)
-        use_triton = not use_numba and _use_triton(vstore, cfg)
-        if ctx.zero_state:  # zeros where a gradient reads the initial state, stand-ins elsewhere
-            i0, v0, a0 = (vstore.new_zeros(shape) if k else None for k in ctx.keep)
-        zero_final = g_i is None and g_v is None and g_a is None and use_numba
+        backend = ctx.backend
+        param_needs = tuple(bool(n) for n in needs[4:10])
+        if not cfg.adaptive:  # rho and gamma do not enter the CUBA dynamics
+            param_needs = param_needs[:4] + (False, False)
+        if ctx.zero_state and backend != "numba":  # zeros where a gradient reads the initial state
+            i0, v0, a0 = (saved.new_zeros(shape) if k else None for k in ctx.keep)
+        zero_final = g_i is None and g_v is None and g_a is None and backend == "numba"
         if zero_final:  # zeroed inside the kernel
-            g_i, g_v = vstore.new_empty(shape), vstore.new_empty(shape)
-            g_a = vstore.new_empty(shape if cfg.adaptive else (shape[0], 0))
+            g_i, g_v = saved.new_empty(shape), saved.new_empty(shape)
+            g_a = saved.new_empty(shape if cfg.adaptive else (shape[0], 0))
         else:
-            g_i, g_v, g_a = (vstore.new_zeros(shape) if g is None else g.contiguous().clone() for g in (g_i, g_v, g_a))
-        gs = torch.zeros_like(vstore) if gs is None else gs
-        # out.sum() / out.mean() send one value expanded over every neuron-step: read it once
-        # instead of materialising [T, B, F] (numba); Triton reads any strides in place.
-        uniform_gs = use_numba and gs.numel() > 0 and all(st == 0 for st in gs.stride())
-        if use_numba:
-            gs = gs.as_strided((1, 1, 1), (1, 1, 1)).clone() if uniform_gs else gs.contiguous()
-        if use_numba or use_triton:
-            stand_in = vstore.new_zeros((shape[0], 0))
-            i0, v0, a0 = (stand_in if s is None else s for s in (i0, v0, a0))
-            param_needs = tuple(bool(n) for n in needs[4:10])
-            if not cfg.adaptive:  # rho and gamma do not enter the CUBA dynamics
-                param_needs = param_needs[:4] + (False, False)
-            gx = vstore.new_empty(vstore.shape)
-            parts = [vstore.new_empty(shape if need else (1, 1)) for need in param_needs]
-            if use_numba:
-                serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
-                                                     cfg.kernel_code, param_needs, zero_final, uniform_gs)
-                kernel = parallel if _parallel(vstore) else serial
-                kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(),
-                       vstore.numpy(), i0.numpy(), v0.numpy(), a0.numpy(), *(q.numpy() for q in params), gx.numpy(),
-                       *(q.numpy() for q in parts))
-            else:
-                from snn.fused_triton import triton_backward
-                triton_backward(gs, g_i, g_v, g_a, vstore, i0, v0, a0, params, subtract=cfg.reset == "subtract",
-                                adaptive=cfg.adaptive, detach=cfg.detach_reset, code=cfg.kernel_code,
-                                slope=float(cfg.surrogate.slope), needs=param_needs, gx=gx, parts=parts)
-            flat_grads = [part.sum(0) if need else None for part, need in zip(parts, param_needs)]
-        else:
-            gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, vstore, (i0, v0, a0), params, cfg,
-                                                         needs[4])
+            g_i, g_v, g_a = (saved.new_zeros(shape) if g is None else g.contiguous().clone() for g in (g_i, g_v, g_a))
+        gs = torch.zeros_like(saved) if gs is None else gs
+        if backend == "torch":
+            gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, saved, (i0, v0, a0), params.unbind(0),
+                                                         cfg, needs[4])
             flat_grads = [grads[k].sum(0) for k in _PARAM_NAMES]
+        else:
+            stand_in = saved.new_zeros((shape[0], 0))
+            i0, v0, a0 = (stand_in if s is None else s for s in (i0, v0, a0))
+            gx = saved.new_empty(saved.shape)
+            gparams = saved.new_empty((6, *shape) if any(param_needs) else (6, 1, 1))
+            if backend == "numba":
+                # out.sum() / out.mean() send one value expanded over every neuron-step: read it once
+                # instead of materialising [T, B, F]
+                uniform_gs = gs.numel() > 0 and all(st == 0 for st in gs.stride())
+                gs = gs.as_strided((1, 1, 1), (1, 1, 1)).clone() if uniform_gs else gs.contiguous()
+                serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
+                                                     cfg.kernel_code, param_needs, ctx.zero_state, zero_final,
+                                                     uniform_gs)
+                kernel = parallel if _parallel(saved) else serial
+                kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), saved.numpy(),
+                       i0.numpy(), v0.numpy(), a0.numpy(), params.numpy(), gx.numpy(), gparams.numpy())
+            else:  # Triton reads gs with any strides in place
+                from snn.fused_triton import triton_backward
+                triton_backward(gs, g_i, g_v, g_a, saved, i0, v0, a0, params.unbind(0),
+                                subtract=cfg.reset == "subtract", adaptive=cfg.adaptive, detach=cfg.detach_reset, code=cfg.kernel_code,
+                                slope=float(cfg.surrogate.slope), needs=param_needs, gx=gx,
+                                parts=list(gparams.unbind(0)))
+            flat_grads = [part.sum(0) if need else None for part, need in zip(gparams, param_needs)]
         param_grads = [None if not needs[4 + j] else
-                       torch.zeros_like(p) if g is None else
-                       g.reshape(ctx.param_shape).sum_to_size(p.shape).to(p.dtype)
-                       for j, (g, p) in enumerate(zip(flat_grads, given))]
+                       saved.new_zeros(p_shape, dtype=p_dtype) if g is None else
+                       g.reshape(ctx.param_shape).sum_to_size(p_shape).to(p_dtype)
+                       for j, (g, (p_shape, p_dtype)) in enumerate(zip(flat_grads, ctx.given))]
         state_grads = [None] * 3 if ctx.zero_state else [g if n else None for g, n in zip((g_i, g_v, g_a), needs[1:4])]
         return (gx, *state_grads, *param_grads, None, None)
 
 
-def _flat_parameters(params, param_shape: torch.Size, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Each parameter broadcast to ``param_shape`` and laid out as a contiguous ``[F]`` array."""
+def _flat_parameters(params, param_shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """The six parameters broadcast to ``param_shape`` in one contiguous ``[6, F]`` array (one copy)."""
     features = math.prod(param_shape)
-    return tuple(p.detach().to(like.dtype).expand(param_shape).reshape(features).contiguous() for p in params)
+    if all(p.dim() == 0 for p in params):  # the usual scalars: fewer small torch calls
+        return torch.stack(params).detach().to(like.dtype)[:, None].expand(len(params), features).contiguous()
+    rows = torch.stack([p.detach().to(like.dtype).expand(param_shape) for p in params])
+    return rows.reshape(len(params), features)
 
 
 def _per_feature(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> bool:
