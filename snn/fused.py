@@ -521,17 +521,17 @@ class FusedScan(torch.autograd.Function):
             spikes, (i, v, a), saved = _torch_forward(x, (i0, v0, a0), params.unbind(0), cfg, store)
             keep = (True, True, True)
         if store:
-            # parameters once per feature ([6, F], small next to x); the given shapes for their gradients
+            # the parameters as given (often scalars; [6, F] can be ~1 MiB for a conv layer), re-expanded in backward
             ctx.save_for_backward(saved, *(None if zero_state or not k else s for s, k in zip((i0, v0, a0), keep)),
-                                  params)
-            ctx.given = [(p.shape, p.dtype) for p in given]
+                                  *given)
             ctx.state_shape, ctx.param_shape, ctx.zero_state, ctx.keep = state_shape, param_shape, zero_state, keep
         ctx.cfg, ctx.backend = cfg, backend
         return spikes, i, v, a
 
     @staticmethod
     def backward(ctx, gs, g_i, g_v, g_a):  # type: ignore[override]
-        saved, i0, v0, a0, params = ctx.saved_tensors  # saved: x (numba) or the membrane v (otherwise)
+        saved, i0, v0, a0, *given = ctx.saved_tensors  # saved: x (numba) or the membrane v (otherwise)
+        params = _flat_parameters(given, ctx.param_shape, saved)
         cfg: FusedConfig = ctx.cfg
         needs = ctx.needs_input_grad
         shape = ctx.state_shape
@@ -571,14 +571,14 @@ class FusedScan(torch.autograd.Function):
             else:  # Triton reads gs with any strides in place
                 from snn.fused_triton import triton_backward
                 triton_backward(gs, g_i, g_v, g_a, saved, i0, v0, a0, params.unbind(0),
-                                subtract=cfg.reset == "subtract", adaptive=cfg.adaptive, detach=cfg.detach_reset, code=cfg.kernel_code,
-                                slope=float(cfg.surrogate.slope), needs=param_needs, gx=gx,
+                                subtract=cfg.reset == "subtract", adaptive=cfg.adaptive, detach=cfg.detach_reset,
+                                code=cfg.kernel_code, slope=float(cfg.surrogate.slope), needs=param_needs, gx=gx,
                                 parts=list(gparams.unbind(0)))
             flat_grads = [part.sum(0) if need else None for part, need in zip(gparams, param_needs)]
         param_grads = [None if not needs[4 + j] else
-                       saved.new_zeros(p_shape, dtype=p_dtype) if g is None else
-                       g.reshape(ctx.param_shape).sum_to_size(p_shape).to(p_dtype)
-                       for j, (g, (p_shape, p_dtype)) in enumerate(zip(flat_grads, ctx.given))]
+                       torch.zeros_like(p) if g is None else
+                       g.reshape(ctx.param_shape).sum_to_size(p.shape).to(p.dtype)
+                       for j, (g, p) in enumerate(zip(flat_grads, given))]
         state_grads = [None] * 3 if ctx.zero_state else [g if n else None for g, n in zip((g_i, g_v, g_a), needs[1:4])]
         return (gx, *state_grads, *param_grads, None, None)
 
