@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 SURROGATE_CODES: dict[str, int] = {"fast_sigmoid": 0, "arctan": 1, "sigmoid": 2, "triangle": 3, "boxcar": 4}
 _BUILTIN_CLASSES: set[str] = {"FastSigmoid", "ArcTan", "Sigmoid", "Triangle", "Boxcar"}
 CHUNK = 2048  # neurons per parallel work item: a chunk's state stays in L1 while t advances
+SHORT_ROW = 64  # below this many features per sample, scalar-parameter layers flatten the batch into one row
 # Kernels run on one thread below this many elements (T*N): thread start-up and, on a shared
 # machine, waiting for the slowest thread cost more than they save. None: always serial.
 PARALLEL_MIN_ELEMENTS: int | None = int(os.environ.get("SPIKEFORGE_FUSED_PARALLEL_MIN", 1 << 18))
@@ -617,7 +618,10 @@ def fused_scan(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.T
     """Run the fused scan on ``x [T, B, ...]`` from ``state = (i0, v0, a0)`` (None: all zero);
     returns spikes and the final ``(i, v, a)``."""
     steps, step_shape = x.shape[0], x.shape[1:]
-    param_shape = x.shape[2:] if _per_feature(x, params) else step_shape
+    # Short rows with scalar parameters run as one row of B*F neurons: an inner loop of a few
+    # features neither vectorises nor pays for its per-row set-up (the 10 outputs of a classifier).
+    short_scalar = math.prod(x.shape[2:]) < SHORT_ROW and all(p.dim() == 0 for p in params)
+    param_shape = x.shape[2:] if _per_feature(x, params) and not short_scalar else step_shape
     features = math.prod(param_shape)
     batch = math.prod(step_shape) // features if features else 0
     start = [None] * 3 if state is None else [s.expand(step_shape).reshape(batch, features).contiguous()
