@@ -310,7 +310,8 @@ def _check(where: str, device: torch.device, dtype: torch.dtype, shape: tuple[in
 def triton_forward(x: torch.Tensor, i_state: torch.Tensor, v_state: torch.Tensor, a_state: torch.Tensor,
                    params: tuple, *, subtract: bool, adaptive: bool, store: bool,
                    spikes: torch.Tensor, vstore: torch.Tensor) -> None:
-    """Forward scan over ``x [T, B, F]``: the contract of :func:`snn.fused._forward_kernels`.
+    """Forward scan over ``x [T, B, F]``: the dynamics of :func:`snn.fused._forward_kernels`, plus
+    the stored membrane (the numba path keeps x instead and replays).
 
     Updates the states ``i_state, v_state, a_state [B, F]`` in place, writes
     ``spikes [T, B, F]`` (0/1 in x's dtype) and, with ``store``, the pre-reset membrane
@@ -350,7 +351,8 @@ def triton_backward(gs: torch.Tensor, g_i: torch.Tensor, g_v: torch.Tensor, g_a:
                     vstore: torch.Tensor, i0: torch.Tensor, v0: torch.Tensor, a0: torch.Tensor, params: tuple, *,
                     subtract: bool, adaptive: bool, detach: bool, code: int, slope: float,
                     needs: tuple[bool, ...], gx: torch.Tensor, parts: list) -> None:
-    """Backward scan (BPTT) from t = T-1 down to 0: the contract of :func:`snn.fused._backward_kernels`.
+    """Backward scan (BPTT) from t = T-1 down to 0: the gradients of :func:`snn.fused._backward_kernels`,
+    read from the stored membrane instead of a replay of x.
 
     ``gs [T, B, F]`` is dL/dspikes, with any strides (an expanded tensor is read in place).
     ``g_i, g_v, g_a [B, F]`` hold dL/d(final state) on entry and dL/d(initial state) on
