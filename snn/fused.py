@@ -123,6 +123,32 @@ if numba is not None:
 
 
 @functools.lru_cache(maxsize=None)
+def _step_kernel(subtract: bool, adaptive: bool):
+    """One neuron-step of the forward at feature j, shared by the forward kernel and the
+    backward's replay: the same rounded operations in the same order are what make the
+    replayed v and spikes bit-identical. Updates the state ``ib, vb, ab`` and returns
+    ``(v[t], spike)``."""
+
+    @njit(inline="always", cache=True, error_model="numpy")
+    def step(j, xj, ib, vb, ab, al, be, thr, bi, rh, ga, one, zero):
+        i = al[j] * ib[j] + xj
+        v = be[j] * vb[j] + i + bi[j]
+        th = thr[j] + ga[j] * ab[j] if adaptive else thr[j]
+        fire = v - th > 0
+        ib[j] = i
+        # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
+        if subtract:
+            vb[j] = v - th if fire else v
+        else:
+            vb[j] = zero if fire else v
+        if adaptive:
+            ab[j] = rh[j] * ab[j] + (one if fire else zero)
+        return v, fire
+
+    return step
+
+
+@functools.lru_cache(maxsize=None)
 def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool):
     """``(serial, parallel)`` forward kernels for one setting of the flags.
 
@@ -130,6 +156,7 @@ def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool):
     own slice (no separate pass over ``[B, F]`` memory). Nothing is stored for the
     backward: it rebuilds v from the input x (one array fewer to write per neuron-step).
     """
+    step = _step_kernel(subtract, adaptive)
 
     @njit(cache=True, error_model="numpy")
     def item(b, lo, hi, x, i_state, v_state, a_state, params, spikes):
@@ -148,19 +175,8 @@ def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool):
         for t in range(x.shape[0]):
             xr, sr = x[t, b, lo:hi], spikes[t, b, lo:hi]
             for j in range(n):
-                i = al[j] * ib[j] + xr[j]
-                v = be[j] * vb[j] + i + bi[j]
-                th = thr[j] + ga[j] * ab[j] if adaptive else thr[j]
-                fire = v - th > 0
+                _, fire = step(j, xr[j], ib, vb, ab, al, be, thr, bi, rh, ga, one, zero)
                 sr[j] = one if fire else zero
-                ib[j] = i
-                # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
-                if subtract:
-                    vb[j] = v - th if fire else v
-                else:
-                    vb[j] = zero if fire else v
-                if adaptive:
-                    ab[j] = rh[j] * ab[j] + (one if fire else zero)
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def serial(x, i_state, v_state, a_state, params, spikes):
@@ -201,6 +217,7 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     """
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
+    step = _step_kernel(subtract, adaptive)
 
     @njit(cache=True, error_model="numpy")
     def item(b0, b1, lo, hi, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
@@ -236,18 +253,8 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
             for t in range(steps):
                 xr, vt, at = x[t, b, lo:hi], gx[t, b, lo:hi], a_trace[t if adaptive else 0]
                 for j in range(n):
-                    i = al[j] * ib[j] + xr[j]
-                    v = be[j] * vb[j] + i + bi[j]
-                    th = thr[j] + ga[j] * ab[j] if adaptive else thr[j]
-                    fire = v - th > 0
-                    vt[j] = v
-                    ib[j] = i
-                    if subtract:
-                        vb[j] = v - th if fire else v
-                    else:
-                        vb[j] = zero if fire else v
+                    vt[j], _ = step(j, xr[j], ib, vb, ab, al, be, thr, bi, rh, ga, one, zero)
                     if adaptive:
-                        ab[j] = rh[j] * ab[j] + (one if fire else zero)
                         at[j] = ab[j]
             acc[:] = 0.0
             di_next[:] = 0.0

@@ -7,20 +7,9 @@ state in registers. Layout: ``x, spikes, vstore [T, B, F]`` contiguous; states
 ``i, v, a [B, F]`` contiguous (a only with ALIF); parameters ``alpha, beta, theta, bias, rho, gamma`` as
 contiguous ``[F]`` arrays (one value per feature, shared by the batch).
 
-forward, per neuron and step t (ALIF; CUBA-LIF is gamma = rho = 0, LIF alpha = 0, IF beta = 1)::
-
-    i[t] = alpha i[t-1] + x[t];  v[t] = beta vr[t-1] + i[t] + bias
-    th[t] = theta + gamma a[t-1];  s[t] = H(v[t] - th[t])
-    vr[t] = v[t] - s[t] th[t]  (subtract)  |  v[t] (1 - s[t])  (zero);  a[t] = rho a[t-1] + s[t]
-
-backward (adjoints g_*, from t = T-1 down to 0; spikes recomputed from the stored v[t])::
-
-    subtract: g_v = g_vr, g_th = -s g_vr, g_s += -th g_vr (if not detached)
-    zero:     g_v = g_vr (1 - s),         g_s += -v g_vr  (if not detached)
-    g_s += dL/ds[t] + g_a;  g_z = g_s sigma'(v - th);  g_v += g_z;  g_th -= g_z
-    g_theta += g_th;  g_gamma += g_th a[t-1];  g_rho += g_a a[t-1];  g_a <- rho g_a + gamma g_th
-    g_beta += g_v vr[t-1];  g_bias += g_v;  g_vr <- beta g_v
-    g_i = g_i + g_v;  dL/dx[t] = g_i;  g_alpha += g_i i[t-1];  g_i <- alpha g_i
+The equations, forward and backward, are those of :mod:`snn.fused`; here the backward reads
+the stored pre-reset membrane v[t] (``vstore``) where the numba kernels replay the forward
+from x.
 
 Every flag (reset, ALIF, store, detach, surrogate code, which parameter gradients are
 needed) is a ``tl.constexpr``: each setting compiles to its own kernel with no branch left
