@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ import torch
 from snn import functional as F
 from snn.errors import SpikeforgeError
 from snn.surrogate import Surrogate
+from snn.validation import NEURON_INPUT_FIX, check_finite
 
 try:  # numba is optional at import time; without it the torch-loop path runs everywhere
     import numba
@@ -77,6 +78,7 @@ class FusedConfig:
     reset: str = "subtract"
     detach_reset: bool = True
     adaptive: bool = False  # ALIF: threshold trace a, parameters rho and gamma
+    input_name: str = field(default="neuron input", compare=False)  # for the NaN / infinity error
 
     @property
     def kernel_code(self) -> int:
@@ -123,17 +125,35 @@ if numba is not None:
 
 
 @functools.lru_cache(maxsize=None)
+def _parameter_views(uniform: bool):
+    """``views(params, lo, hi) -> (rows, firsts)``: the six parameter rows over features
+    ``[lo, hi)`` and their first values. With ``uniform`` (every parameter a scalar, params
+    ``[6, 1]``) the kernels use the first values, hoisted out of the loops; otherwise row[j]."""
+
+    @njit(inline="always", cache=True, error_model="numpy")
+    def views(params, lo, hi):
+        if uniform:
+            lo, hi = 0, 1
+        rows = (params[0, lo:hi], params[1, lo:hi], params[2, lo:hi], params[3, lo:hi], params[4, lo:hi],
+                params[5, lo:hi])
+        firsts = (params[0, 0], params[1, 0], params[2, 0], params[3, 0], params[4, 0], params[5, 0])
+        return rows, firsts
+
+    return views
+
+
+@functools.lru_cache(maxsize=None)
 def _step_kernel(subtract: bool, adaptive: bool):
     """One neuron-step of the forward at feature j, shared by the forward kernel and the
     backward's replay: the same rounded operations in the same order are what make the
-    replayed v and spikes bit-identical. Updates the state ``ib, vb, ab`` and returns
-    ``(v[t], spike)``."""
+    replayed v and spikes bit-identical. Takes feature j's parameter values, updates the
+    state ``ib, vb, ab`` and returns ``(v[t], spike)``."""
 
     @njit(inline="always", cache=True, error_model="numpy")
     def step(j, xj, ib, vb, ab, al, be, thr, bi, rh, ga, one, zero):
-        i = al[j] * ib[j] + xj
-        v = be[j] * vb[j] + i + bi[j]
-        th = thr[j] + ga[j] * ab[j] if adaptive else thr[j]
+        i = al * ib[j] + xj
+        v = be * vb[j] + i + bi
+        th = thr + ga * ab[j] if adaptive else thr
         fire = v - th > 0
         ib[j] = i
         # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
@@ -142,21 +162,24 @@ def _step_kernel(subtract: bool, adaptive: bool):
         else:
             vb[j] = zero if fire else v
         if adaptive:
-            ab[j] = rh[j] * ab[j] + (one if fire else zero)
+            ab[j] = rh * ab[j] + (one if fire else zero)
         return v, fire
 
     return step
 
 
 @functools.lru_cache(maxsize=None)
-def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool):
+def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool, uniform: bool):
     """``(serial, parallel)`` forward kernels for one setting of the flags.
 
     ``zero_state``: the state arrays arrive uninitialised and each work item zeroes its
-    own slice (no separate pass over ``[B, F]`` memory). Nothing is stored for the
-    backward: it rebuilds v from the input x (one array fewer to write per neuron-step).
+    own slice (no separate pass over ``[B, F]`` memory). ``uniform``: every parameter is
+    one value, params ``[6, 1]``. Nothing is stored for the backward: it rebuilds v from
+    the input x (one array fewer to write per neuron-step). Returns how many work items
+    met NaN or infinity in x (the input check, folded into the pass that reads x anyway).
     """
     step = _step_kernel(subtract, adaptive)
+    views = _parameter_views(uniform)
 
     @njit(cache=True, error_model="numpy")
     def item(b, lo, hi, x, i_state, v_state, a_state, params, spikes):
@@ -164,42 +187,54 @@ def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool):
         # drops numba's wraparound checks and vectorises the loop.
         n = hi - lo
         one, zero = x.dtype.type(1.0), x.dtype.type(0.0)  # in x's precision (see _sg)
-        al, be, thr, bi, rh, ga = (params[0, lo:hi], params[1, lo:hi], params[2, lo:hi], params[3, lo:hi],
-                                   params[4, lo:hi], params[5, lo:hi])
+        (al, be, thr, bi, rh, ga), (al0, be0, thr0, bi0, rh0, ga0) = views(params, lo, hi)
         ib, vb, ab = i_state[b, lo:hi], v_state[b, lo:hi], a_state[b, lo:hi]
         if zero_state:
             ib[:] = 0.0
             vb[:] = 0.0
             if adaptive:
                 ab[:] = 0.0
+        nonfinite = False
         for t in range(x.shape[0]):
             xr, sr = x[t, b, lo:hi], spikes[t, b, lo:hi]
             for j in range(n):
-                _, fire = step(j, xr[j], ib, vb, ab, al, be, thr, bi, rh, ga, one, zero)
+                xj = xr[j]
+                nonfinite |= xj - xj != zero  # NaN for NaN and +-inf: the input check, in the same pass
+                if uniform:
+                    _, fire = step(j, xj, ib, vb, ab, al0, be0, thr0, bi0, rh0, ga0, one, zero)
+                else:
+                    _, fire = step(j, xj, ib, vb, ab, al[j], be[j], thr[j], bi[j], rh[j], ga[j], one, zero)
                 sr[j] = one if fire else zero
+        return 1 if nonfinite else 0
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def serial(x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
+        nonfinite = 0
         for w in range(batch * chunks):
             b, c = w // chunks, w % chunks
-            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params, spikes)
+            nonfinite += item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params,
+                              spikes)
+        return nonfinite
 
     @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def parallel(x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
+        nonfinite = 0
         for w in prange(batch * chunks):
             b, c = w // chunks, w % chunks
-            item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params, spikes)
+            nonfinite += item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params,
+                              spikes)
+        return nonfinite
 
     return serial, parallel
 
 
 @functools.lru_cache(maxsize=None)
 def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...],
-                      zero_start: bool, zero_final: bool, uniform_gs: bool):
+                      zero_start: bool, zero_final: bool, uniform_gs: bool, uniform: bool):
     """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma.
 
     Input ``x [T, B, F]`` and the initial state ``i0, v0, a0 [B, F]``: each work item first
@@ -212,12 +247,14 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     ``zero_final``: no gradient reached the final state; g_i, g_v, g_a arrive uninitialised
     and each work item zeroes its own slice. ``uniform_gs``: dL/dspikes is one value for
     every neuron-step (the expanded gradient of ``out.sum()`` or ``out.mean()``), passed as
-    a ``[1, 1, 1]`` array. ``gparams [6, B, F]`` receives the per-row partial gradients of
+    a ``[1, 1, 1]`` array. ``uniform``: every parameter is one value, params ``[6, 1]``.
+    ``gparams [6, B, F]`` receives the per-row partial gradients of
     the parameters flagged in ``needs`` (``[6, 1, 1]`` when none is).
     """
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
     step = _step_kernel(subtract, adaptive)
+    views = _parameter_views(uniform)
 
     @njit(cache=True, error_model="numpy")
     def item(b0, b1, lo, hi, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
@@ -226,8 +263,7 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
         # constants and the slope in x's precision (see _sg)
         one, zero, half, half_pi = x.dtype.type(1.0), x.dtype.type(0.0), x.dtype.type(0.5), x.dtype.type(math.pi / 2)
         kslope = x.dtype.type(slope)
-        al, be, thr, bi, rh, ga = (params[0, lo:hi], params[1, lo:hi], params[2, lo:hi], params[3, lo:hi],
-                                   params[4, lo:hi], params[5, lo:hi])
+        (al, be, thr, bi, rh, ga), (al0, be0, thr0, bi0, rh0, ga0) = views(params, lo, hi)
         # Rows b0..b1 share one set of scratch arrays (a batch of short rows is one work item).
         a_trace = np.empty((steps if adaptive else 1, n), x.dtype)  # ALIF trace a[t], after step t
         i0b, v0b, a0b = np.zeros(n, x.dtype), np.zeros(n, x.dtype), np.zeros(n, x.dtype)  # state at t = -1
@@ -253,7 +289,10 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
             for t in range(steps):
                 xr, vt, at = x[t, b, lo:hi], gx[t, b, lo:hi], a_trace[t if adaptive else 0]
                 for j in range(n):
-                    vt[j], _ = step(j, xr[j], ib, vb, ab, al, be, thr, bi, rh, ga, one, zero)
+                    if uniform:
+                        vt[j], _ = step(j, xr[j], ib, vb, ab, al0, be0, thr0, bi0, rh0, ga0, one, zero)
+                    else:
+                        vt[j], _ = step(j, xr[j], ib, vb, ab, al[j], be[j], thr[j], bi[j], rh[j], ga[j], one, zero)
                     if adaptive:
                         at[j] = ab[j]
             acc[:] = 0.0
@@ -267,8 +306,12 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
                 ap_row = (a_trace[t - 1] if t > 0 else a0b) if adaptive else a0b        # a[t-1]: threshold of step t
                 app_row = (a_trace[t - 2] if t > 1 else a0b) if adaptive else a0b       # a[t-2]: threshold of step t-1
                 for j in range(n):
+                    if uniform:
+                        alj, bej, thrj, bij, rhj, gaj = al0, be0, thr0, bi0, rh0, ga0
+                    else:
+                        alj, bej, thrj, bij, rhj, gaj = al[j], be[j], thr[j], bi[j], rh[j], ga[j]
                     a_prev = ap_row[j] if adaptive else zero
-                    th = thr[j] + ga[j] * a_prev if adaptive else thr[j]
+                    th = thrj + gaj * a_prev if adaptive else thrj
                     v = v_row[j]
                     s = one if v - th > 0 else zero  # the forward's spike, recomputed bit for bit
                     gvr = gvb[j]
@@ -295,25 +338,25 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
                             acc_gamma[j] += dth * a_prev
                         if need_rho:
                             acc_rho[j] += gab[j] * a_prev
-                        gab[j] = rh[j] * gab[j] + ga[j] * dth
+                        gab[j] = rhj * gab[j] + gaj * dth
                     vp = zero
                     if need_vr:  # vr[t-1] exactly as the forward formed it
                         vp = vp_row[j]
                         if t > 0:
-                            th_p = thr[j] + ga[j] * app_row[j] if adaptive else thr[j]
+                            th_p = thrj + gaj * app_row[j] if adaptive else thrj
                             if vp - th_p > 0:
                                 vp = vp - th_p if subtract else zero * vp
                     if need_beta:
                         acc_beta[j] += dv * vp
                     if need_bias:
                         acc_bias[j] += dv
-                    gvb[j] = be[j] * dv
+                    gvb[j] = bej * dv
                     di = gib[j] + dv
                     gx_row[j] = di
                     if need_alpha:
-                        acc_alpha[j] += di_next[j] * (v - be[j] * vp - bi[j])  # dL/di[t+1] * i[t]
+                        acc_alpha[j] += di_next[j] * (v - bej * vp - bij)  # dL/di[t+1] * i[t]
                         di_next[j] = di
-                    gib[j] = al[j] * di
+                    gib[j] = alj * di
             if need_alpha:
                 for j in range(n):
                     acc_alpha[j] += di_next[j] * i0b[j]
@@ -497,12 +540,16 @@ class FusedScan(torch.autograd.Function):
                 param_shape: torch.Size):
         store = torch.is_grad_enabled() or any(ctx.needs_input_grad)
         given = (alpha, beta, theta, bias, rho, gamma)
-        params = _flat_parameters(given, param_shape, x)
         state_shape = x.shape[1:]
         zero_state = i0 is None
         needs = ctx.needs_input_grad
+        uniform = False
         if _use_kernel(x, cfg):
             backend = "numba"
+            # all scalars (the usual case): params [6, 1], values hoisted out of the kernels' loops
+            uniform = all(p.dim() == 0 for p in given)
+            params = torch.stack(given).to(x.dtype).reshape(6, 1) if uniform else \
+                _flat_parameters(given, param_shape, x)
             xs = x.contiguous()
             if zero_state:  # zeroed inside the kernel; CUBA never touches its stand-in a
                 i, v = torch.empty(state_shape, dtype=xs.dtype), torch.empty(state_shape, dtype=xs.dtype)
@@ -510,13 +557,16 @@ class FusedScan(torch.autograd.Function):
             else:
                 i, v, a = i0.clone(), v0.clone(), a0.clone()
             spikes = torch.empty_like(xs)
-            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, zero_state)
+            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, zero_state, uniform)
             kernel = parallel if _parallel(xs) else serial
-            kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), params.numpy(), spikes.numpy())
+            if kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), params.numpy(), spikes.numpy()):
+                check_finite(xs, cfg.input_name, NEURON_INPUT_FIX)  # non-finite input seen: raise, naming which
             saved, keep = xs, (True, True, cfg.adaptive)
         elif _use_triton(x, cfg):
             from snn.fused_triton import triton_forward
             backend = "triton"
+            check_finite(x, cfg.input_name, NEURON_INPUT_FIX)
+            params = _flat_parameters(given, param_shape, x)
             xs = x.contiguous()
             if zero_state:
                 i, v = xs.new_zeros(state_shape), xs.new_zeros(state_shape)
@@ -530,6 +580,8 @@ class FusedScan(torch.autograd.Function):
             keep = (needs[4], needs[4] or needs[5], cfg.adaptive)
         else:
             backend = "torch"
+            check_finite(x, cfg.input_name, NEURON_INPUT_FIX)
+            params = _flat_parameters(given, param_shape, x)
             if zero_state:
                 i0 = v0 = a0 = x.new_zeros(state_shape)
             spikes, (i, v, a), saved = _torch_forward(x, (i0, v0, a0), params.unbind(0), cfg, store)
@@ -539,13 +591,15 @@ class FusedScan(torch.autograd.Function):
             ctx.save_for_backward(saved, *(None if zero_state or not k else s for s, k in zip((i0, v0, a0), keep)),
                                   *given)
             ctx.state_shape, ctx.param_shape, ctx.zero_state, ctx.keep = state_shape, param_shape, zero_state, keep
+            ctx.uniform_params = params if uniform else None  # [6, 1]: nothing to save memory on
         ctx.cfg, ctx.backend = cfg, backend
         return spikes, i, v, a
 
     @staticmethod
     def backward(ctx, gs, g_i, g_v, g_a):  # type: ignore[override]
         saved, i0, v0, a0, *given = ctx.saved_tensors  # saved: x (numba) or the membrane v (otherwise)
-        params = _flat_parameters(given, ctx.param_shape, saved)
+        uniform = ctx.uniform_params is not None
+        params = ctx.uniform_params if uniform else _flat_parameters(given, ctx.param_shape, saved)
         cfg: FusedConfig = ctx.cfg
         needs = ctx.needs_input_grad
         shape = ctx.state_shape
@@ -578,7 +632,7 @@ class FusedScan(torch.autograd.Function):
                 gs = gs.as_strided((1, 1, 1), (1, 1, 1)).clone() if uniform_gs else gs.contiguous()
                 serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
                                                      cfg.kernel_code, param_needs, ctx.zero_state, zero_final,
-                                                     uniform_gs)
+                                                     uniform_gs, uniform)
                 kernel = parallel if _parallel(saved) else serial
                 kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), saved.numpy(),
                        i0.numpy(), v0.numpy(), a0.numpy(), params.numpy(), gx.numpy(), gparams.numpy())
@@ -639,20 +693,24 @@ def fused_scan(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def cuba_scan(x: torch.Tensor, state: F.CubaState | None, p: F.CubaParameters, surrogate: Surrogate,
-              reset: str = "subtract", detach_reset: bool = True) -> tuple[torch.Tensor, F.CubaState]:
+              reset: str = "subtract", detach_reset: bool = True,
+              input_name: str = "neuron input") -> tuple[torch.Tensor, F.CubaState]:
     """Fused equivalent of ``scan(cuba_step, ...)`` (``state=None``: start at rest, all zero):
-    spikes ``[T, B, ...]`` and the final state."""
+    spikes ``[T, B, ...]`` and the final state. NaN or infinity in ``x`` raises
+    :class:`SpikeforgeError` naming ``input_name``."""
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=False)
+    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=False, input_name=input_name)
     start = None if state is None else (state.i, state.v, zero)
     spikes, i, v, _ = fused_scan(x, start, (p.alpha, p.beta, p.theta, p.bias, zero, zero), cfg)
     return spikes, F.CubaState(i, v)
 
 
 def alif_scan(x: torch.Tensor, state: F.AlifState | None, p: F.AlifParameters, surrogate: Surrogate,
-              reset: str = "subtract", detach_reset: bool = True) -> tuple[torch.Tensor, F.AlifState]:
+              reset: str = "subtract", detach_reset: bool = True,
+              input_name: str = "neuron input") -> tuple[torch.Tensor, F.AlifState]:
     """Fused equivalent of ``scan(alif_step, ...)`` (``state=None``: start at rest, all zero):
-    spikes ``[T, B, ...]`` and the final state."""
-    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=True)
+    spikes ``[T, B, ...]`` and the final state. NaN or infinity in ``x`` raises
+    :class:`SpikeforgeError` naming ``input_name``."""
+    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=True, input_name=input_name)
     spikes, i, v, a = fused_scan(x, None if state is None else tuple(state), tuple(p), cfg)
     return spikes, F.AlifState(i, v, a)

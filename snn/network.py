@@ -19,7 +19,7 @@ from torch import nn
 
 from snn.errors import SpikeforgeError
 from snn.neurons import NeuronLayer
-from snn.validation import check_finite, check_time_major
+from snn.validation import check_time_major
 
 NetworkState = list[Optional[tuple]]
 
@@ -28,6 +28,8 @@ class Sequential(nn.Sequential):
     """Time-major sequential network.
 
     ``forward(x)`` takes ``[T, B, *input_shape]`` and returns ``[T, B, *output_shape]``.
+    NaN or infinity is rejected by the first neuron layer it reaches (each neuron layer
+    checks its input; the fused CPU kernels do it in the pass that reads the input anyway).
     ``forward(x, state, return_state=True)`` also returns the final state of every
     neuron layer (a list, ``None`` for stateless layers), to continue a stream.
     """
@@ -45,7 +47,6 @@ class Sequential(nn.Sequential):
         if self.input_shape is not None and tuple(x.shape[2:]) != self.input_shape:
             raise SpikeforgeError(f"network input has feature shape {tuple(x.shape[2:])}, "
                                   f"but the network expects {self.input_shape} after [T, B]")
-        check_finite(x, "network input")
         steps, batch = x.shape[:2]
         new_state: NetworkState = []
         h, folded = x, False

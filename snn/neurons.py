@@ -34,7 +34,7 @@ from torch import nn
 from snn import functional as F
 from snn import surrogate as surrogates
 from snn.errors import SpikeforgeError
-from snn.validation import check_time_major
+from snn.validation import NEURON_INPUT_FIX, check_finite, check_time_major
 
 Number = float | torch.Tensor
 
@@ -89,8 +89,9 @@ class NeuronLayer(nn.Module):
             raise SpikeforgeError(f"{type(self).__name__} has {self.recurrent_features} recurrent features "
                                   f"but its input has {x.shape[-1]}; flatten the input or set recurrent_features")
         if self._runs_fused():  # state None: the kernel starts at rest without materialising zeros
-            self.membrane_trace = None
+            self.membrane_trace = None  # the fused kernels check the input for NaN / infinity themselves
             return self._fused_scan(x, state)
+        check_finite(x, self._input_name(), NEURON_INPUT_FIX)
         if state is None:
             state = F.initial_state(self._state_type, x[0])
         weight = None if self.recurrent is None else self.recurrent.weight
@@ -101,6 +102,9 @@ class NeuronLayer(nn.Module):
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
         """Whole-sequence fused forward; subclasses with a fused kernel override this."""
         raise NotImplementedError
+
+    def _input_name(self) -> str:
+        return f"{type(self).__name__} input"
 
     def _runs_fused(self) -> bool:
         choice = getattr(self, "fused", None)
@@ -169,7 +173,8 @@ class _CubaFamily(NeuronLayer):
 
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
         from snn.fused import cuba_scan
-        return cuba_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset)
+        return cuba_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset,
+                         self._input_name())
 
     def _common_spec(self) -> dict[str, Any]:
         return {"theta": _scalar(self.theta), "bias": _scalar(self.bias), "reset": self.reset,
@@ -277,7 +282,8 @@ class ALIF(NeuronLayer):
 
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
         from snn.fused import alif_scan
-        return alif_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset)
+        return alif_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset,
+                         self._input_name())
 
     def spec(self) -> dict[str, Any]:
         return {"type": "ALIF", "beta": _scalar(self.beta), "rho": _scalar(self.rho), "gamma": _scalar(self.gamma),

@@ -20,7 +20,12 @@ def check_timesteps(timesteps: int) -> int:
     return timesteps
 
 
-def check_finite(x: torch.Tensor, name: str = "input") -> torch.Tensor:
+DATA_FIX = "clean or clip the data before simulating"
+NEURON_INPUT_FIX = ("clean or clip the network input, or find the layer before this one that overflows "
+                    "(diverging weights: lower the learning rate)")
+
+
+def check_finite(x: torch.Tensor, name: str = "input", fix: str = DATA_FIX) -> torch.Tensor:
     """Raise if ``x`` holds NaN or infinity (they would silently poison every membrane).
 
     One reduction first: a finite sum proves every element finite (a NaN or an infinity
@@ -29,7 +34,7 @@ def check_finite(x: torch.Tensor, name: str = "input") -> torch.Tensor:
     """
     if x.is_floating_point() and x.numel() and not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         bad = "NaN" if torch.isnan(x).any() else "infinity"
-        raise SpikeforgeError(f"{name} contains {bad}; clean or clip the data before simulating")
+        raise SpikeforgeError(f"{name} contains {bad}; {fix}")
     return x
 
 

@@ -59,6 +59,30 @@ def test_bad_network_input(x: torch.Tensor, message: str) -> None:
         small_cnn()(x)
 
 
+@pytest.mark.parametrize("fused", [None, False])  # the fused kernel's in-pass check and the step path's
+@pytest.mark.parametrize("value, word", [(float("nan"), "NaN"), (float("inf"), "infinity"), (-float("inf"), "infinity")])
+def test_non_finite_input_is_named_by_the_first_neuron_layer_it_reaches(fused, value: float, word: str) -> None:
+    model = small_cnn().eval()
+    for layer in model.neuron_layers():
+        layer[1].fused = fused
+    x = torch.rand(3, 2, 1, 8, 8)
+    x[1, 0, 0, 4, 4] = value
+    with pytest.raises(SpikeforgeError, match=f"LIF input contains {word}; clean or clip the network input"):
+        model(x)
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_non_finite_values_made_inside_the_network_name_the_layer_they_reach(fused) -> None:
+    model = small_cnn().eval()
+    for layer in model.neuron_layers():
+        layer[1].fused = fused
+    with torch.no_grad():
+        model[5].weight[2, 0] = float("inf")  # a diverged weight of the Linear before CubaLIF
+    x = torch.ones(3, 2, 1, 8, 8)
+    with pytest.raises(SpikeforgeError, match="CubaLIF input contains (NaN|infinity); .*lower the learning rate"):
+        model(x)
+
+
 def test_recorder_captures_every_neuron_layer_and_cleans_up() -> None:
     model = small_cnn().eval()
     x = torch.rand(7, 3, 1, 8, 8) * 3
