@@ -607,48 +607,73 @@ class FusedScan(torch.autograd.Function):
         param_needs = tuple(bool(n) for n in needs[4:10])
         if not cfg.adaptive:  # rho and gamma do not enter the CUBA dynamics
             param_needs = param_needs[:4] + (False, False)
-        if ctx.zero_state and backend != "numba":  # zeros where a gradient reads the initial state
-            i0, v0, a0 = (saved.new_zeros(shape) if k else None for k in ctx.keep)
-        zero_final = g_i is None and g_v is None and g_a is None and backend == "numba"
-        if zero_final:  # zeroed inside the kernel
-            g_i, g_v = saved.new_empty(shape), saved.new_empty(shape)
-            g_a = saved.new_empty(shape if cfg.adaptive else (shape[0], 0))
+        if backend == "numba":
+            gx, (g_i, g_v, g_a), flat_grads = _numba_backward(ctx, gs, (g_i, g_v, g_a), saved, (i0, v0, a0), params,
+                                                              param_needs, uniform)
         else:
+            if ctx.zero_state:  # zeros where a gradient reads the initial state
+                i0, v0, a0 = (saved.new_zeros(shape) if k else None for k in ctx.keep)
             g_i, g_v, g_a = (saved.new_zeros(shape) if g is None else g.contiguous().clone() for g in (g_i, g_v, g_a))
-        gs = torch.zeros_like(saved) if gs is None else gs
-        if backend == "torch":
-            gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, saved, (i0, v0, a0), params.unbind(0),
-                                                         cfg, needs[4])
-            flat_grads = [grads[k].sum(0) for k in _PARAM_NAMES]
-        else:
-            stand_in = saved.new_zeros((shape[0], 0))
-            i0, v0, a0 = (stand_in if s is None else s for s in (i0, v0, a0))
-            gx = saved.new_empty(saved.shape)
-            gparams = saved.new_empty((6, *shape) if any(param_needs) else (6, 1, 1))
-            if backend == "numba":
-                # out.sum() / out.mean() send one value expanded over every neuron-step: read it once
-                # instead of materialising [T, B, F]
-                uniform_gs = gs.numel() > 0 and all(st == 0 for st in gs.stride())
-                gs = gs.as_strided((1, 1, 1), (1, 1, 1)).clone() if uniform_gs else gs.contiguous()
-                serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset,
-                                                     cfg.kernel_code, param_needs, ctx.zero_state, zero_final,
-                                                     uniform_gs, uniform)
-                kernel = parallel if _parallel(saved) else serial
-                kernel(float(cfg.surrogate.slope), gs.numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), saved.numpy(),
-                       i0.numpy(), v0.numpy(), a0.numpy(), params.numpy(), gx.numpy(), gparams.numpy())
+            gs = torch.zeros_like(saved) if gs is None else gs
+            if backend == "torch":
+                gx, (g_i, g_v, g_a), grads = _torch_backward(gs, g_i, g_v, g_a, saved, (i0, v0, a0),
+                                                             params.unbind(0), cfg, needs[4])
+                flat_grads = [grads[k].sum(0) for k in _PARAM_NAMES]
             else:  # Triton reads gs with any strides in place
                 from snn.fused_triton import triton_backward
+                stand_in = saved.new_zeros((shape[0], 0))
+                i0, v0, a0 = (stand_in if s is None else s for s in (i0, v0, a0))
+                gx = saved.new_empty(saved.shape)
+                gparams = saved.new_empty((6, *shape) if any(param_needs) else (6, 1, 1))
                 triton_backward(gs, g_i, g_v, g_a, saved, i0, v0, a0, params.unbind(0),
                                 subtract=cfg.reset == "subtract", adaptive=cfg.adaptive, detach=cfg.detach_reset,
                                 code=cfg.kernel_code, slope=float(cfg.surrogate.slope), needs=param_needs, gx=gx,
                                 parts=list(gparams.unbind(0)))
-            flat_grads = [part.sum(0) if need else None for part, need in zip(gparams, param_needs)]
+                flat_grads = [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
         param_grads = [None if not needs[4 + j] else
                        torch.zeros_like(p) if g is None else
                        g.reshape(ctx.param_shape).sum_to_size(p.shape).to(p.dtype)
                        for j, (g, p) in enumerate(zip(flat_grads, given))]
         state_grads = [None] * 3 if ctx.zero_state else [g if n else None for g, n in zip((g_i, g_v, g_a), needs[1:4])]
         return (gx, *state_grads, *param_grads, None, None)
+
+
+def _numba_backward(ctx, gs, final_grads, x, state0, params, param_needs, uniform: bool):
+    """The numba backward of :class:`FusedScan`: ``(dL/dx, state gradients at t = 0, [6] parameter
+    gradients [F] or None)``. Scratch that goes back to no caller (stand-ins, the state
+    gradients of a network that started at rest, unneeded parameter partials) is plain numpy."""
+    cfg: FusedConfig = ctx.cfg
+    shape = ctx.state_shape
+    xn = x.numpy()
+    dtype = xn.dtype
+    stand_in = np.empty((shape[0], 0), dtype)
+    i0, v0, a0 = (stand_in if s is None else s.numpy() for s in state0)
+    zero_final = all(g is None for g in final_grads)
+    if zero_final:  # zeroed inside the kernel
+        make = (lambda sh: np.empty(sh, dtype)) if ctx.zero_state else (lambda sh: x.new_empty(sh).numpy())
+        g_i, g_v = make(shape), make(shape)
+        g_a = make(shape if cfg.adaptive else (shape[0], 0))
+    else:
+        g_i, g_v, g_a = (x.new_zeros(shape) if g is None else g.contiguous().clone() for g in final_grads)
+        g_i, g_v, g_a = g_i.numpy(), g_v.numpy(), g_a.numpy()
+    if gs is None:
+        gs = x.new_zeros((1, 1, 1))
+        uniform_gs = True
+    else:
+        # out.sum() / out.mean() send one value expanded over every neuron-step: read it once
+        # instead of materialising [T, B, F]
+        uniform_gs = gs.numel() > 0 and all(st == 0 for st in gs.stride())
+        gs = gs.as_strided((1, 1, 1), (1, 1, 1)).clone() if uniform_gs else gs.contiguous()
+    gx = torch.empty_like(x)
+    gparams = x.new_empty((6, *shape)) if any(param_needs) else None
+    serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset, cfg.kernel_code,
+                                         param_needs, ctx.zero_state, zero_final, uniform_gs, uniform)
+    kernel = parallel if _parallel(x) else serial
+    kernel(float(cfg.surrogate.slope), gs.numpy(), g_i, g_v, g_a, xn, i0, v0, a0, params.numpy(), gx.numpy(),
+           np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy())
+    flat_grads = [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
+    state_grads = (None, None, None) if ctx.zero_state else tuple(torch.from_numpy(g) for g in (g_i, g_v, g_a))
+    return gx, state_grads, flat_grads
 
 
 def _flat_parameters(params, param_shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
@@ -687,7 +712,11 @@ def fused_scan(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.T
     batch = math.prod(step_shape) // features if features else 0
     start = [None] * 3 if state is None else [s.expand(step_shape).reshape(batch, features).contiguous()
                                               for s in state]
-    spikes, i, v, a = FusedScan.apply(x.reshape(steps, batch, features), *start, *params, cfg, param_shape)
+    flat = x.dim() == 3 and features == x.shape[2]  # already [T, B, F]: no reshape (each is an autograd node)
+    spikes, i, v, a = FusedScan.apply(x if flat else x.reshape(steps, batch, features), *start, *params, cfg,
+                                      param_shape)
+    if flat:
+        return spikes, i, v, a
     a = a.reshape(step_shape) if cfg.adaptive else a  # CUBA: an unused stand-in
     return spikes.reshape(x.shape), i.reshape(step_shape), v.reshape(step_shape), a
 
