@@ -143,19 +143,21 @@ def _parameter_views(uniform: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def _step_kernel(subtract: bool, adaptive: bool):
+def _step_kernel(subtract: bool, adaptive: bool, instant_current: bool):
     """One neuron-step of the forward at feature j, shared by the forward kernel and the
     backward's replay: the same rounded operations in the same order are what make the
     replayed v and spikes bit-identical. Takes feature j's parameter values, updates the
-    state ``ib, vb, ab`` and returns ``(v[t], spike)``."""
+    state ``ib, vb, ab`` and returns ``(v[t], spike)``. ``instant_current`` (alpha = 0, LIF):
+    i[t] = x[t] (0 * i[t-1] + x[t] rounds to x[t]), so ``ib`` is neither read nor written."""
 
     @njit(inline="always", cache=True, error_model="numpy")
     def step(j, xj, ib, vb, ab, al, be, thr, bi, rh, ga, one, zero):
-        i = al * ib[j] + xj
+        i = xj if instant_current else al * ib[j] + xj
         v = be * vb[j] + i + bi
         th = thr + ga * ab[j] if adaptive else thr
         fire = v - th > 0
-        ib[j] = i
+        if not instant_current:
+            ib[j] = i
         # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
         if subtract:
             vb[j] = v - th if fire else v
@@ -169,16 +171,17 @@ def _step_kernel(subtract: bool, adaptive: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool, uniform: bool):
+def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool, uniform: bool, instant_current: bool):
     """``(serial, parallel)`` forward kernels for one setting of the flags.
 
     ``zero_state``: the state arrays arrive uninitialised and each work item zeroes its
     own slice (no separate pass over ``[B, F]`` memory). ``uniform``: every parameter is
-    one value, params ``[6, 1]``. Nothing is stored for the backward: it rebuilds v from
+    one value, params ``[6, 1]``. ``instant_current``: alpha = 0 (LIF), i[t] = x[t], the
+    final current is the last input. Nothing is stored for the backward: it rebuilds v from
     the input x (one array fewer to write per neuron-step). Returns how many work items
     met NaN or infinity in x (the input check, folded into the pass that reads x anyway).
     """
-    step = _step_kernel(subtract, adaptive)
+    step = _step_kernel(subtract, adaptive, instant_current)
     views = _parameter_views(uniform)
 
     @njit(cache=True, error_model="numpy")
@@ -205,6 +208,8 @@ def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool, uniform: 
                 else:
                     _, fire = step(j, xj, ib, vb, ab, al[j], be[j], thr[j], bi[j], rh[j], ga[j], one, zero)
                 sr[j] = one if fire else zero
+        if instant_current and x.shape[0] > 0:
+            ib[:] = x[x.shape[0] - 1, b, lo:hi]
         return 1 if nonfinite else 0
 
     @njit(cache=True, nogil=True, error_model="numpy")
@@ -234,7 +239,7 @@ def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool, uniform: 
 
 @functools.lru_cache(maxsize=None)
 def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...],
-                      zero_start: bool, zero_final: bool, uniform_gs: bool, uniform: bool):
+                      zero_start: bool, zero_final: bool, uniform_gs: bool, uniform: bool, instant_current: bool):
     """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma.
 
     Input ``x [T, B, F]`` and the initial state ``i0, v0, a0 [B, F]``: each work item first
@@ -248,12 +253,14 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     and each work item zeroes its own slice. ``uniform_gs``: dL/dspikes is one value for
     every neuron-step (the expanded gradient of ``out.sum()`` or ``out.mean()``), passed as
     a ``[1, 1, 1]`` array. ``uniform``: every parameter is one value, params ``[6, 1]``.
+    ``instant_current``: alpha = 0 and no alpha gradient (LIF): dL/dx[t] = g_v[t] (the
+    current's adjoint alpha g_i vanishes), plus the final state's g_i at t = T-1.
     ``gparams [6, B, F]`` receives the per-row partial gradients of
     the parameters flagged in ``needs`` (``[6, 1, 1]`` when none is).
     """
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
-    step = _step_kernel(subtract, adaptive)
+    step = _step_kernel(subtract, adaptive, instant_current)
     views = _parameter_views(uniform)
 
     @njit(cache=True, error_model="numpy")
@@ -351,12 +358,19 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
                     if need_bias:
                         acc_bias[j] += dv
                     gvb[j] = bej * dv
-                    di = gib[j] + dv
+                    di = dv if instant_current else gib[j] + dv
                     gx_row[j] = di
                     if need_alpha:
                         acc_alpha[j] += di_next[j] * (v - bej * vp - bij)  # dL/di[t+1] * i[t]
                         di_next[j] = di
-                    gib[j] = alj * di
+                    if not instant_current:
+                        gib[j] = alj * di
+            if instant_current:  # the final state's g_i enters at t = T-1 only; dL/di0 = 0 * g_i = 0
+                if not zero_final and steps > 0:
+                    last = gx[steps - 1, b, lo:hi]
+                    for j in range(n):
+                        last[j] += gib[j]
+                gib[:] = 0.0
             if need_alpha:
                 for j in range(n):
                     acc_alpha[j] += di_next[j] * i0b[j]
@@ -543,7 +557,7 @@ class FusedScan(torch.autograd.Function):
         state_shape = x.shape[1:]
         zero_state = i0 is None
         needs = ctx.needs_input_grad
-        uniform = False
+        uniform = instant = False
         if _use_kernel(x, cfg):
             backend = "numba"
             # all scalars (the usual case): params [6, 1], values hoisted out of the kernels' loops
@@ -557,7 +571,9 @@ class FusedScan(torch.autograd.Function):
             else:
                 i, v, a = i0.clone(), v0.clone(), a0.clone()
             spikes = torch.empty_like(xs)
-            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, zero_state, uniform)
+            # LIF (alpha = 0, no alpha gradient): no current state in the kernels
+            instant = uniform and not needs[4] and float(params[0, 0]) == 0.0
+            serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, zero_state, uniform, instant)
             kernel = parallel if _parallel(xs) else serial
             if kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), params.numpy(), spikes.numpy()):
                 check_finite(xs, cfg.input_name, NEURON_INPUT_FIX)  # non-finite input seen: raise, naming which
@@ -592,6 +608,7 @@ class FusedScan(torch.autograd.Function):
                                   *given)
             ctx.state_shape, ctx.param_shape, ctx.zero_state, ctx.keep = state_shape, param_shape, zero_state, keep
             ctx.uniform_params = params if uniform else None  # [6, 1]: nothing to save memory on
+            ctx.instant_current = backend == "numba" and instant
         ctx.cfg, ctx.backend = cfg, backend
         return spikes, i, v, a
 
@@ -667,7 +684,8 @@ def _numba_backward(ctx, gs, final_grads, x, state0, params, param_needs, unifor
     gx = torch.empty_like(x)
     gparams = x.new_empty((6, *shape)) if any(param_needs) else None
     serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset, cfg.kernel_code,
-                                         param_needs, ctx.zero_state, zero_final, uniform_gs, uniform)
+                                         param_needs, ctx.zero_state, zero_final, uniform_gs, uniform,
+                                         ctx.instant_current)
     kernel = parallel if _parallel(x) else serial
     kernel(float(cfg.surrogate.slope), gs.numpy(), g_i, g_v, g_a, xn, i0, v0, a0, params.numpy(), gx.numpy(),
            np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy())

@@ -71,6 +71,46 @@ def test_fused_matches_reference_float64(model: str, reset: str, detach: bool, n
     assert ours[0].abs().sum() > 0
 
 
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("reset", F.RESET_MODES)
+@pytest.mark.parametrize("with_state", [True, False])
+def test_scalar_constant_parameters_match_reference(model: str, reset: str, with_state: bool) -> None:
+    """Scalar parameters that need no gradient (the usual layer) take the kernels' hoisted
+    parameters, and IF/LIF (alpha = 0) the path without a current state; the final state
+    still carries gradient back into x and the initial state."""
+    dtype = torch.float64
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(STEPS, BATCH, FEATURES, generator=g, dtype=dtype) * 1.6).requires_grad_()
+    values = {"alpha": 0.5 if model in ("cuba", "alif") else 0.0, "beta": 1.0 if model == "if" else 0.85,
+              "theta": 1.0, "bias": 0.05, **({"rho": 0.9, "gamma": 0.3} if model == "alif" else {})}
+    p = {k: torch.tensor(v, dtype=dtype) for k, v in values.items()}
+    zeros = [torch.zeros(BATCH, FEATURES, dtype=dtype) for _ in range(3)]
+    init = [(torch.rand(BATCH, FEATURES, generator=g, dtype=dtype) * 0.5).requires_grad_() for _ in range(3)]
+    sg = surrogates.get("fast_sigmoid")
+    if model == "alif":
+        params, start = F.AlifParameters(**p), F.AlifState(*(init if with_state else zeros))
+        ref_out, ref_state, _ = F.scan(lambda xt, s: F.alif_step(xt, s, params, sg, reset, True), x, start)
+        out, out_state = fused.alif_scan(x, start if with_state else None, params, sg, reset, True)
+    else:
+        params, start = F.CubaParameters(**p), F.CubaState(*(init if with_state else zeros)[:2])
+        ref_out, ref_state, _ = F.scan(lambda xt, s: F.cuba_step(xt, s, params, sg, reset, True), x, start)
+        out, out_state = fused.cuba_scan(x, start if with_state else None, params, sg, reset, True)
+    assert torch.equal(out, ref_out), "forward spikes differ"
+    assert 0 < out.mean() < 1
+    for a, b in zip(out_state, ref_state):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    w = torch.linspace(-1, 1, x.numel(), dtype=dtype).reshape(x.shape)
+
+    def loss(spikes, final):
+        return (spikes * w).sum() + sum((k + 1) * 0.3 * s.sum() for k, s in enumerate(final))
+    targets = [x, *start] if with_state else [x]
+    ours = torch.autograd.grad(loss(out, out_state), targets)
+    theirs = torch.autograd.grad(loss(ref_out, ref_state), targets)
+    for n, a, b in zip(["x", "i0", "v0", "a0"], ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=f"gradient of {n} differs")
+    assert ours[0].abs().sum() > 0
+
+
 @pytest.mark.parametrize("model", ["lif", "alif"])
 def test_custom_surrogate_uses_torch_backward(model: str) -> None:
     sg = surrogates.custom(lambda z: torch.exp(-z.abs()))
