@@ -62,7 +62,6 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 SURROGATE_CODES: dict[str, int] = {"fast_sigmoid": 0, "arctan": 1, "sigmoid": 2, "triangle": 3, "boxcar": 4}
 _BUILTIN_CLASSES: set[str] = {"FastSigmoid", "ArcTan", "Sigmoid", "Triangle", "Boxcar"}
 CHUNK = 2048  # neurons per parallel work item: a chunk's state stays in L1 while t advances
-SHORT_ROW = 64  # below this many features per sample, scalar-parameter layers flatten the batch into one row
 # Kernels run on one thread below this many elements (T*N): thread start-up and, on a shared
 # machine, waiting for the slowest thread cost more than they save. None: always serial.
 PARALLEL_MIN_ELEMENTS: int | None = int(os.environ.get("SPIKEFORGE_FUSED_PARALLEL_MIN", 1 << 18))
@@ -575,7 +574,10 @@ class FusedScan(torch.autograd.Function):
             instant = uniform and not needs[4] and float(params[0, 0]) == 0.0
             serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, zero_state, uniform, instant)
             kernel = parallel if _parallel(xs) else serial
-            if kernel(xs.numpy(), i.numpy(), v.numpy(), a.numpy(), params.numpy(), spikes.numpy()):
+            arrays = [t.numpy() for t in (xs, i, v, a)] + [params.numpy(), spikes.numpy()]
+            if uniform:
+                arrays = [arrays[k] if k == 4 else _as_one_row(arrays[k]) for k in range(6)]
+            if kernel(*arrays):
                 check_finite(xs, cfg.input_name, NEURON_INPUT_FIX)  # non-finite input seen: raise, naming which
             saved, keep = xs, (True, True, cfg.adaptive)
         elif _use_triton(x, cfg):
@@ -687,11 +689,21 @@ def _numba_backward(ctx, gs, final_grads, x, state0, params, param_needs, unifor
                                          param_needs, ctx.zero_state, zero_final, uniform_gs, uniform,
                                          ctx.instant_current)
     kernel = parallel if _parallel(x) else serial
-    kernel(float(cfg.surrogate.slope), gs.numpy(), g_i, g_v, g_a, xn, i0, v0, a0, params.numpy(), gx.numpy(),
-           np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy())
+    arrays = [gs.numpy(), g_i, g_v, g_a, xn, i0, v0, a0, gx.numpy(),
+              np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy()]
+    if uniform:
+        arrays = [_as_one_row(a) for a in arrays]
+    kernel(float(cfg.surrogate.slope), *arrays[:8], params.numpy(), *arrays[8:])
     flat_grads = [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
     state_grads = (None, None, None) if ctx.zero_state else tuple(torch.from_numpy(g) for g in (g_i, g_v, g_a))
     return gx, state_grads, flat_grads
+
+
+def _as_one_row(a: np.ndarray) -> np.ndarray:
+    """``[..., B, F] -> [..., 1, B*F]``, a view. Neurons with uniform (scalar) parameters are
+    all alike, so the kernels run the batch as one long row: work items of ``CHUNK``
+    contiguous neurons, whatever the layer width (a 10-output classifier included)."""
+    return a.reshape(*a.shape[:-2], 1, a.shape[-2] * a.shape[-1])
 
 
 def _flat_parameters(params, param_shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
@@ -722,10 +734,7 @@ def fused_scan(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.T
     """Run the fused scan on ``x [T, B, ...]`` from ``state = (i0, v0, a0)`` (None: all zero);
     returns spikes and the final ``(i, v, a)``."""
     steps, step_shape = x.shape[0], x.shape[1:]
-    # Short rows with scalar parameters run as one row of B*F neurons: an inner loop of a few
-    # features neither vectorises nor pays for its per-row set-up (the 10 outputs of a classifier).
-    short_scalar = math.prod(x.shape[2:]) < SHORT_ROW and all(p.dim() == 0 for p in params)
-    param_shape = x.shape[2:] if _per_feature(x, params) and not short_scalar else step_shape
+    param_shape = x.shape[2:] if _per_feature(x, params) else step_shape
     features = math.prod(param_shape)
     batch = math.prod(step_shape) // features if features else 0
     start = [None] * 3 if state is None else [s.expand(step_shape).reshape(batch, features).contiguous()
