@@ -605,9 +605,12 @@ class FusedScan(torch.autograd.Function):
             spikes, (i, v, a), saved = _torch_forward(x, (i0, v0, a0), params.unbind(0), cfg, store)
             keep = (True, True, True)
         if store:
-            # the parameters as given (often scalars; [6, F] can be ~1 MiB for a conv layer), re-expanded in backward
+            # per-feature parameters as given ([6, F] can be ~1 MiB for a conv layer), re-expanded in backward;
+            # uniform: the [6, 1] copy in ctx is all the kernels read; the parameters' shapes and
+            # dtypes shape their gradients (keeping the tensors would add their bytes for nothing)
             ctx.save_for_backward(saved, *(None if zero_state or not k else s for s, k in zip((i0, v0, a0), keep)),
-                                  *given)
+                                  *((None,) * 6 if uniform else given))
+            ctx.param_meta = tuple((p.shape, p.dtype, p.device) for p in given)
             ctx.state_shape, ctx.param_shape, ctx.zero_state, ctx.keep = state_shape, param_shape, zero_state, keep
             ctx.uniform_params = params if uniform else None  # [6, 1]: nothing to save memory on
             ctx.instant_current = backend == "numba" and instant
@@ -650,9 +653,9 @@ class FusedScan(torch.autograd.Function):
                                 parts=list(gparams.unbind(0)))
                 flat_grads = [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
         param_grads = [None if not needs[4 + j] else
-                       torch.zeros_like(p) if g is None else
-                       g.reshape(ctx.param_shape).sum_to_size(p.shape).to(p.dtype)
-                       for j, (g, p) in enumerate(zip(flat_grads, given))]
+                       torch.zeros(shape, dtype=dtype, device=device) if g is None else
+                       g.reshape(ctx.param_shape).sum_to_size(shape).to(dtype)
+                       for j, (g, (shape, dtype, device)) in enumerate(zip(flat_grads, ctx.param_meta))]
         state_grads = [None] * 3 if ctx.zero_state else [g if n else None for g, n in zip((g_i, g_v, g_a), needs[1:4])]
         return (gx, *state_grads, *param_grads, None, None)
 
