@@ -574,10 +574,10 @@ class FusedScan(torch.autograd.Function):
             instant = uniform and not needs[4] and float(params[0, 0]) == 0.0
             serial, parallel = _forward_kernels(cfg.reset == "subtract", cfg.adaptive, zero_state, uniform, instant)
             kernel = parallel if _parallel(xs) else serial
-            arrays = [t.numpy() for t in (xs, i, v, a)] + [params.numpy(), spikes.numpy()]
+            arrays = [t.numpy() for t in (xs, i, v, a, spikes)]
             if uniform:
-                arrays = [arrays[k] if k == 4 else _as_one_row(arrays[k]) for k in range(6)]
-            if kernel(*arrays):
+                arrays = [_as_one_row(t) for t in arrays]
+            if kernel(*arrays[:4], params.numpy(), arrays[4]):
                 check_finite(xs, cfg.input_name, NEURON_INPUT_FIX)  # non-finite input seen: raise, naming which
             saved, keep = xs, (True, True, cfg.adaptive)
         elif _use_triton(x, cfg):
