@@ -537,7 +537,9 @@ class FusedScan(torch.autograd.Function):
     Each parameter broadcasts to ``param_shape`` (``F`` = its number of elements); its
     gradient comes back in the parameter's own shape.
 
-    Saved for the backward, one value per neuron-step plus ``[B, F]`` and ``[6, F]`` arrays:
+    Saved for the backward, one value per neuron-step plus ``[B, F]`` arrays and the
+    parameters (per-feature ones as given; all-scalar ones as the ``[6, 1]`` copy the
+    kernels read):
 
     - numba (CPU): the input ``x`` itself (a tensor that exists anyway, so the forward
       writes nothing extra) and the initial state; the backward replays the forward per
@@ -671,13 +673,14 @@ def _numba_backward(ctx, gs, final_grads, x, state0, params, param_needs, unifor
     stand_in = np.empty((shape[0], 0), dtype)
     i0, v0, a0 = (stand_in if s is None else s.numpy() for s in state0)
     zero_final = all(g is None for g in final_grads)
-    if zero_final:  # zeroed inside the kernel
-        make = (lambda sh: np.empty(sh, dtype)) if ctx.zero_state else (lambda sh: x.new_empty(sh).numpy())
-        g_i, g_v = make(shape), make(shape)
-        g_a = make(shape if cfg.adaptive else (shape[0], 0))
-    else:
-        g_i, g_v, g_a = (x.new_zeros(shape) if g is None else g.contiguous().clone() for g in final_grads)
-        g_i, g_v, g_a = g_i.numpy(), g_v.numpy(), g_a.numpy()
+    shapes = (shape, shape, shape if cfg.adaptive else (shape[0], 0))
+    state_grads = (None, None, None)
+    if zero_final and ctx.zero_state:  # scratch only, zeroed inside the kernel
+        finals = [np.empty(sh, dtype) for sh in shapes]
+    else:  # the kernel leaves dL/d(initial state) in them
+        state_grads = tuple(x.new_empty(sh) if zero_final else x.new_zeros(sh) if g is None else g.contiguous().clone()
+                            for g, sh in zip(final_grads, shapes))
+        finals = [g.numpy() for g in state_grads]
     if gs is None:
         gs = x.new_zeros((1, 1, 1))
         uniform_gs = True
@@ -692,13 +695,12 @@ def _numba_backward(ctx, gs, final_grads, x, state0, params, param_needs, unifor
                                          param_needs, ctx.zero_state, zero_final, uniform_gs, uniform,
                                          ctx.instant_current)
     kernel = parallel if _parallel(x) else serial
-    arrays = [gs.numpy(), g_i, g_v, g_a, xn, i0, v0, a0, gx.numpy(),
+    arrays = [gs.numpy(), *finals, xn, i0, v0, a0, gx.numpy(),
               np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy()]
     if uniform:
         arrays = [_as_one_row(a) for a in arrays]
     kernel(float(cfg.surrogate.slope), *arrays[:8], params.numpy(), *arrays[8:])
     flat_grads = [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
-    state_grads = (None, None, None) if ctx.zero_state else tuple(torch.from_numpy(g) for g in (g_i, g_v, g_a))
     return gx, state_grads, flat_grads
 
 
