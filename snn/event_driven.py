@@ -30,25 +30,12 @@ from torch import nn
 
 from snn import functional as F
 from snn.errors import SpikeforgeError
+from snn.event_linear import event_currents
 from snn.fused import FusedConfig, numba_available
 from snn.neurons import ALIF, Integrator, NeuronLayer, _CubaFamily
 
 if numba_available():
     from numba import njit
-
-    @njit(cache=True, nogil=True)
-    def _event_currents(x, weight_t, bias, out):
-        """out[t] = bias + sum over non-zero x[t, j] of x[t, j] * weight_t[j]."""
-        steps, inputs = x.shape
-        for t in range(steps):
-            row = out[t]
-            row[:] = bias
-            for j in range(inputs):
-                value = x[t, j]
-                if value != 0:
-                    w = weight_t[j]
-                    for k in range(row.shape[0]):
-                        row[k] += value * w[k]
 
     @njit(cache=True, nogil=True)
     def _integrate(x, beta, bias, v):
@@ -76,9 +63,7 @@ class _Linear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if numba_available():
-            out = np.empty((x.shape[0], self.weight_t.shape[1]), dtype=self.weight_t.dtype)
-            _event_currents(np.ascontiguousarray(x, dtype=self.weight_t.dtype), self.weight_t, self.bias, out)
-            return out
+            return event_currents(np.ascontiguousarray(x, dtype=self.weight_t.dtype), self.weight_t, self.bias)
         return _currents_torch(x, self.weight_t, self.bias)
 
 

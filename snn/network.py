@@ -16,8 +16,10 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 from snn.errors import SpikeforgeError
+from snn.event_linear import event_linear
 from snn.neurons import NeuronLayer
 from snn.validation import check_time_major
 
@@ -32,11 +34,18 @@ class Sequential(nn.Sequential):
     checks its input; the fused CPU kernels do it in the pass that reads the input anyway).
     ``forward(x, state, return_state=True)`` also returns the final state of every
     neuron layer (a list, ``None`` for stateless layers), to continue a stream.
+
+    On CPU, a plain ``nn.Linear`` whose input is sparse (spikes, event frames) runs
+    event-driven (:mod:`snn.event_linear`: only the weight rows of non-zero inputs are
+    added; same result up to the sum's rounding order). ``event_driven_linear=False`` turns
+    that off; a layer with forward hooks always runs its own ``forward``.
     """
 
-    def __init__(self, *layers: nn.Module, input_shape: Sequence[int] | None = None) -> None:
+    def __init__(self, *layers: nn.Module, input_shape: Sequence[int] | None = None,
+                 event_driven_linear: bool = True) -> None:
         super().__init__(*layers)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.event_driven_linear = event_driven_linear
 
     def neuron_layers(self) -> list[tuple[str, NeuronLayer]]:
         return [(name, m) for name, m in self.named_children() if isinstance(m, NeuronLayer)]
@@ -61,8 +70,18 @@ class Sequential(nn.Sequential):
                 if not folded:
                     h = h.reshape(steps * batch, *h.shape[2:])
                     folded = True
-                h = layer(h)
+                if self.event_driven_linear and _plain_linear(layer):
+                    h = event_linear(h, layer.weight, layer.bias)
+                else:
+                    h = layer(h)
                 new_state.append(None)
         if folded:
             h = h.reshape(steps, batch, *h.shape[1:])
         return (h, new_state) if return_state else h
+
+
+def _plain_linear(layer: nn.Module) -> bool:
+    """An ``nn.Linear`` whose call would run only ``Linear.forward`` (no hooks to honour)."""
+    return (type(layer) is nn.Linear
+            and not (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
+                     or layer._backward_pre_hooks or torch_module._has_any_global_hook()))
