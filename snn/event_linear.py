@@ -16,8 +16,8 @@ The result equals ``torch.nn.functional.linear`` up to the rounding of the sum's
 
 :func:`event_linear` picks this path when it pays: a CPU float32 / float64 input of
 ``[N, in]``, at least ``MIN_OUT_FEATURES`` outputs, and at most ``MAX_DENSITY`` of the
-entries non-zero in the first ``DENSITY_PROBE_ROWS`` rows; otherwise it calls the dense
-``linear``. :class:`snn.network.Sequential` uses it for its ``nn.Linear`` layers.
+entries non-zero in the first ``DENSITY_PROBE_ROWS`` rows (``MAX_DENSITY_NARROW`` below
+``WIDE_OUT_FEATURES`` outputs); otherwise it calls the dense ``linear``. :class:`snn.network.Sequential` uses it for its ``nn.Linear`` layers.
 """
 
 from __future__ import annotations
@@ -27,8 +27,13 @@ import torch
 
 from snn import fused
 
-MAX_DENSITY = 0.25  # measured break-even against the dense matmul on a 2-core AVX-512 CPU: ~0.35
-MIN_OUT_FEATURES = 64  # narrower outputs: scanning the input costs more than the dense matmul
+# Where the event-driven forward beats torch's matmul, measured on a 2-core AVX-512 CPU
+# (float32, 784 inputs): the break-even density is ~0.17 at 64 outputs, ~0.3 at 128 and
+# 0.4-0.45 at 256-512; below ~64 outputs scanning the input costs more than the matmul.
+MIN_OUT_FEATURES = 64
+WIDE_OUT_FEATURES = 128
+MAX_DENSITY = 0.25  # for WIDE_OUT_FEATURES or more outputs
+MAX_DENSITY_NARROW = 0.12  # for MIN_OUT_FEATURES .. WIDE_OUT_FEATURES - 1 outputs
 DENSITY_PROBE_ROWS = 256
 _ROWS_PER_ITEM = 16  # samples per parallel work item (one scratch index array each)
 
@@ -123,7 +128,8 @@ def worth_it(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and weight.shape[0] >= MIN_OUT_FEATURES and x.shape[0] > 0):
         return False
     probe = x[:DENSITY_PROBE_ROWS]
-    return int(torch.count_nonzero(probe)) <= MAX_DENSITY * probe.numel()
+    limit = MAX_DENSITY if weight.shape[0] >= WIDE_OUT_FEATURES else MAX_DENSITY_NARROW
+    return int(torch.count_nonzero(probe)) <= limit * probe.numel()
 
 
 def event_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,9 +38,9 @@ def _sparse(rows: int, cols: int, density: float, dtype: torch.dtype, binary: bo
 def test_forward_and_gradients_match_dense_linear(rows: int, binary: bool, with_bias: bool) -> None:
     x = _sparse(rows, 101, 0.15, torch.float64, binary)
     g = torch.Generator().manual_seed(1)
-    weight = torch.randn(70, 101, generator=g, dtype=torch.float64)
-    bias = torch.randn(70, generator=g, dtype=torch.float64) if with_bias else None
-    upstream = torch.randn(rows, 70, generator=g, dtype=torch.float64)
+    weight = torch.randn(130, 101, generator=g, dtype=torch.float64)
+    bias = torch.randn(130, generator=g, dtype=torch.float64) if with_bias else None
+    upstream = torch.randn(rows, 130, generator=g, dtype=torch.float64)
 
     def run(fn):
         xs = x.clone().requires_grad_(True)
@@ -79,7 +79,8 @@ def test_rows_without_any_input_give_the_bias() -> None:
     torch.testing.assert_close(y.detach(), expected)
 
 
-@pytest.mark.parametrize("case", ["dense input", "narrow output", "3-d input", "dtype mismatch"])
+@pytest.mark.parametrize("case", ["dense input", "narrow output", "denser input to a mid-width output", "3-d input",
+                                  "dtype mismatch"])
 def test_falls_back_to_the_dense_linear_where_events_do_not_pay(case: str) -> None:
     x = _sparse(64, 100, 0.1, torch.float32, binary=True)
     weight = torch.randn(80, 100, requires_grad=True)
@@ -87,6 +88,8 @@ def test_falls_back_to_the_dense_linear_where_events_do_not_pay(case: str) -> No
         x = torch.randn(64, 100)
     elif case == "narrow output":
         weight = torch.randn(el.MIN_OUT_FEATURES - 1, 100, requires_grad=True)
+    elif case == "denser input to a mid-width output":
+        x = _sparse(64, 100, (el.MAX_DENSITY_NARROW + el.MAX_DENSITY) / 2 + 0.02, torch.float32, binary=True)
     elif case == "3-d input":
         x = x.reshape(4, 16, 100)
     else:
