@@ -16,9 +16,11 @@ on ``[T*B, ...]``. "spikeforge (step)" is our plain step-by-step reference path.
 Time: median of ``--repeats`` iterations after ``--warmup``, in ms, cases interleaved
 round-robin so that a load spike on the shared machine hits every library alike.
 Memory (``--memory``): each case runs again in a fresh subprocess; after two warm-up
-iterations we sample the resident set size (``/proc/self/statm``) every ~0.2 ms from a
-thread during one iteration, with glibc told to return large blocks to the system
-(``MALLOC_MMAP_THRESHOLD_``), and report the peak above the pre-iteration level. We also
+iterations we reset the kernel's peak resident set size (``/proc/self/clear_refs``), run
+one iteration and report the peak (``VmHWM``) above the pre-iteration level, with glibc
+told to return large blocks to the system (``MALLOC_MMAP_THRESHOLD_``). The figure is
+exact and independent of load; where ``clear_refs`` is not writable a thread samples the
+resident set every ~0.2 ms instead. We also
 report the bytes autograd saves for backward (``saved_tensors_hooks``, one count per
 storage), an exact and load-independent figure.
 
@@ -172,13 +174,29 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_rss_delta(model: nn.Module, x: torch.Tensor) -> int:
-    """Peak resident memory above the pre-iteration level during one training iteration."""
-    for _ in range(2):
-        step(model, x)
+def _peak_rss() -> int:
+    """The kernel's high-water mark of the resident set (``VmHWM``), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current resident set (Linux >= 4.0); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _sampled_peak(model: nn.Module, x: torch.Tensor) -> int:
+    """Fallback without ``clear_refs``: sample the resident set every ~0.2 ms from a thread."""
     sys.setswitchinterval(1e-4)
-    base = _rss()
-    peak = [base]
+    peak = [_rss()]
     done = threading.Event()
 
     def sample() -> None:
@@ -190,7 +208,22 @@ def peak_rss_delta(model: nn.Module, x: torch.Tensor) -> int:
     step(model, x)
     done.set()
     thread.join()
-    return max(peak[0], _rss()) - base
+    return max(peak[0], _rss())
+
+
+def peak_rss_delta(model: nn.Module, x: torch.Tensor) -> int:
+    """Peak resident memory above the pre-iteration level during one training iteration.
+
+    Exact where the kernel lets us reset its high-water mark (``VmHWM``, updated before
+    every decrease of the resident set); sampled otherwise, which can miss a short peak.
+    """
+    for _ in range(2):
+        step(model, x)
+    base = _rss()
+    if _reset_peak_rss():
+        step(model, x)
+        return _peak_rss() - base
+    return _sampled_peak(model, x) - base
 
 
 def memory_case(library: str, row: str) -> dict[str, float]:

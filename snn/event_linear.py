@@ -17,7 +17,8 @@ The result equals ``torch.nn.functional.linear`` up to the rounding of the sum's
 :func:`event_linear` picks this path when it pays: a CPU float32 / float64 input of
 ``[N, in]``, at least ``MIN_OUT_FEATURES`` outputs, and at most ``MAX_DENSITY`` of the
 entries non-zero in the first ``DENSITY_PROBE_ROWS`` rows (``MAX_DENSITY_NARROW`` below
-``WIDE_OUT_FEATURES`` outputs); otherwise it calls the dense ``linear``. :class:`snn.network.Sequential` uses it for its ``nn.Linear`` layers.
+``WIDE_OUT_FEATURES`` outputs); otherwise it calls the dense ``linear``.
+:class:`snn.network.Sequential` uses it for its ``nn.Linear`` layers.
 """
 
 from __future__ import annotations

@@ -78,6 +78,8 @@ class FusedConfig:
     detach_reset: bool = True
     adaptive: bool = False  # ALIF: threshold trace a, parameters rho and gamma
     input_name: str = field(default="neuron input", compare=False)  # for the NaN / infinity error
+    # Nothing but this scan reads the input: the numba backward writes dL/dx over it.
+    donated_input: bool = False
 
     @property
     def kernel_code(self) -> int:
@@ -238,7 +240,8 @@ def _forward_kernels(subtract: bool, adaptive: bool, zero_state: bool, uniform: 
 
 @functools.lru_cache(maxsize=None)
 def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...],
-                      zero_start: bool, zero_final: bool, uniform_gs: bool, uniform: bool, instant_current: bool):
+                      zero_start: bool, zero_final: bool, uniform_gs: bool, uniform: bool, instant_current: bool,
+                      in_place: bool):
     """``(serial, parallel)`` backward kernels; ``needs`` flags the gradients of alpha..gamma.
 
     Input ``x [T, B, F]`` and the initial state ``i0, v0, a0 [B, F]``: each work item first
@@ -254,6 +257,8 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
     a ``[1, 1, 1]`` array. ``uniform``: every parameter is one value, params ``[6, 1]``.
     ``instant_current``: alpha = 0 and no alpha gradient (LIF): dL/dx[t] = g_v[t] (the
     current's adjoint alpha g_i vanishes), plus the final state's g_i at t = T-1.
+    ``in_place``: ``gx`` holds the input on entry (a donated input); the replay reads it
+    from there, element by element before overwriting it, and ``x`` is not read.
     ``gparams [6, B, F]`` receives the per-row partial gradients of
     the parameters flagged in ``needs`` (``[6, 1, 1]`` when none is).
     """
@@ -293,7 +298,8 @@ def _backward_kernels(subtract: bool, adaptive: bool, detach: bool, code: int, n
             vb[:] = v0b
             ab[:] = a0b
             for t in range(steps):
-                xr, vt, at = x[t, b, lo:hi], gx[t, b, lo:hi], a_trace[t if adaptive else 0]
+                vt, at = gx[t, b, lo:hi], a_trace[t if adaptive else 0]
+                xr = vt if in_place else x[t, b, lo:hi]  # in place: the same view, read before written
                 for j in range(n):
                     if uniform:
                         vt[j], _ = step(j, xr[j], ib, vb, ab, al0, be0, thr0, bi0, rh0, ga0, one, zero)
@@ -689,11 +695,19 @@ def _numba_backward(ctx, gs, final_grads, x, state0, params, param_needs, unifor
         # instead of materialising [T, B, F]
         uniform_gs = gs.numel() > 0 and all(st == 0 for st in gs.stride())
         gs = gs.as_strided((1, 1, 1), (1, 1, 1)).clone() if uniform_gs else gs.contiguous()
-    gx = torch.empty_like(x)
+    if cfg.donated_input:  # dL/dx is written over the input, which nothing else reads
+        if getattr(ctx, "input_spent", False):
+            raise SpikeforgeError(f"the {cfg.input_name} was overwritten by the first backward through this graph "
+                                  "(a memory saving of the fused CPU path); run backward once per forward, or "
+                                  "build the network with Sequential(..., donate_neuron_inputs=False) to keep it")
+        ctx.input_spent = True
+        gx = x.detach()
+    else:
+        gx = torch.empty_like(x)
     gparams = x.new_empty((6, *shape)) if any(param_needs) else None
     serial, parallel = _backward_kernels(cfg.reset == "subtract", cfg.adaptive, cfg.detach_reset, cfg.kernel_code,
                                          param_needs, ctx.zero_state, zero_final, uniform_gs, uniform,
-                                         ctx.instant_current)
+                                         ctx.instant_current, cfg.donated_input)
     kernel = parallel if _parallel(x) else serial
     arrays = [gs.numpy(), *finals, xn, i0, v0, a0, gx.numpy(),
               np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy()]
@@ -755,12 +769,13 @@ def fused_scan(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.T
 
 def cuba_scan(x: torch.Tensor, state: F.CubaState | None, p: F.CubaParameters, surrogate: Surrogate,
               reset: str = "subtract", detach_reset: bool = True,
-              input_name: str = "neuron input") -> tuple[torch.Tensor, F.CubaState]:
+              input_name: str = "neuron input", donate_input: bool = False) -> tuple[torch.Tensor, F.CubaState]:
     """Fused equivalent of ``scan(cuba_step, ...)`` (``state=None``: start at rest, all zero):
     spikes ``[T, B, ...]`` and the final state. NaN or infinity in ``x`` raises
-    :class:`SpikeforgeError` naming ``input_name``."""
+    :class:`SpikeforgeError` naming ``input_name``. ``donate_input``: see :attr:`FusedConfig.donated_input`."""
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=False, input_name=input_name)
+    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=False, input_name=input_name,
+                      donated_input=donate_input)
     start = None if state is None else (state.i, state.v, zero)
     spikes, i, v, _ = fused_scan(x, start, (p.alpha, p.beta, p.theta, p.bias, zero, zero), cfg)
     return spikes, F.CubaState(i, v)
@@ -768,10 +783,11 @@ def cuba_scan(x: torch.Tensor, state: F.CubaState | None, p: F.CubaParameters, s
 
 def alif_scan(x: torch.Tensor, state: F.AlifState | None, p: F.AlifParameters, surrogate: Surrogate,
               reset: str = "subtract", detach_reset: bool = True,
-              input_name: str = "neuron input") -> tuple[torch.Tensor, F.AlifState]:
+              input_name: str = "neuron input", donate_input: bool = False) -> tuple[torch.Tensor, F.AlifState]:
     """Fused equivalent of ``scan(alif_step, ...)`` (``state=None``: start at rest, all zero):
     spikes ``[T, B, ...]`` and the final state. NaN or infinity in ``x`` raises
-    :class:`SpikeforgeError` naming ``input_name``."""
-    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=True, input_name=input_name)
+    :class:`SpikeforgeError` naming ``input_name``. ``donate_input``: see :attr:`FusedConfig.donated_input`."""
+    cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=True, input_name=input_name,
+                      donated_input=donate_input)
     spikes, i, v, a = fused_scan(x, None if state is None else tuple(state), tuple(p), cfg)
     return spikes, F.AlifState(i, v, a)

@@ -83,14 +83,22 @@ class NeuronLayer(nn.Module):
         """Return ``step(x_t, state) -> (out_t, state)`` with current parameter values."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, state: NamedTuple | None = None) -> tuple[torch.Tensor, NamedTuple]:
+    def forward(self, x: torch.Tensor, state: NamedTuple | None = None,
+                donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
+        """Spikes ``[T, B, ...]`` and the final state for input ``x [T, B, ...]``.
+
+        ``donate_input``: nothing else reads ``x`` (a temporary of the caller, as in
+        :class:`snn.network.Sequential`), so the fused CPU backward may write dL/dx over it
+        (one ``[T, B, ...]`` buffer less at the backward's peak; a second backward through
+        the same graph then raises).
+        """
         check_time_major(x, name=f"{type(self).__name__} input")
         if self.recurrent is not None and x.shape[-1] != self.recurrent_features:
             raise SpikeforgeError(f"{type(self).__name__} has {self.recurrent_features} recurrent features "
                                   f"but its input has {x.shape[-1]}; flatten the input or set recurrent_features")
         if self._runs_fused():  # state None: the kernel starts at rest without materialising zeros
             self.membrane_trace = None  # the fused kernels check the input for NaN / infinity themselves
-            return self._fused_scan(x, state)
+            return self._fused_scan(x, state, donate_input)
         check_finite(x, self._input_name(), NEURON_INPUT_FIX)
         if state is None:
             state = F.initial_state(self._state_type, x[0])
@@ -99,7 +107,8 @@ class NeuronLayer(nn.Module):
         self.membrane_trace = trace
         return out, state
 
-    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
+                    donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
         """Whole-sequence fused forward; subclasses with a fused kernel override this."""
         raise NotImplementedError
 
@@ -171,10 +180,11 @@ class _CubaFamily(NeuronLayer):
         p = self.parameters_now()
         return lambda x, s: F.cuba_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
 
-    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
+                    donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
         from snn.fused import cuba_scan
         return cuba_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset,
-                         self._input_name())
+                         self._input_name(), donate_input)
 
     def _common_spec(self) -> dict[str, Any]:
         return {"theta": _scalar(self.theta), "bias": _scalar(self.bias), "reset": self.reset,
@@ -280,10 +290,11 @@ class ALIF(NeuronLayer):
         p = self.parameters_now()
         return lambda x, s: F.alif_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
 
-    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None) -> tuple[torch.Tensor, NamedTuple]:
+    def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
+                    donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
         from snn.fused import alif_scan
         return alif_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset,
-                         self._input_name())
+                         self._input_name(), donate_input)
 
     def spec(self) -> dict[str, Any]:
         return {"type": "ALIF", "beta": _scalar(self.beta), "rho": _scalar(self.rho), "gamma": _scalar(self.gamma),
