@@ -20,13 +20,14 @@ from torch.nn.modules import module as torch_module
 
 from snn.errors import SpikeforgeError
 from snn.event_linear import event_linear
-from snn.neurons import NeuronLayer
+from snn.neurons import ALIF, NeuronLayer, _CubaFamily
 from snn.validation import check_time_major
 
 NetworkState = list[Optional[tuple]]
 # Layers whose backward keeps their input and weight but never their output; the tests
 # prove it per type (gradients with and without donated neuron inputs are identical).
 _OUTPUT_NOT_SAVED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d)
+_DONATING_SCANS = (_CubaFamily._fused_scan, ALIF._fused_scan)  # a subclass's own scan may keep its input
 
 
 class Sequential(nn.Sequential):
@@ -76,7 +77,7 @@ class Sequential(nn.Sequential):
                     h = h.reshape(steps, batch, *h.shape[1:])
                     folded = False
                 layer_state = None if state is None else state[index]
-                if temporary and self.donate_neuron_inputs and not _has_hooks(layer):
+                if temporary and self.donate_neuron_inputs and _takes_donation(layer):
                     h, layer_state = layer(h, layer_state, donate_input=True)
                 else:
                     h, layer_state = layer(h, layer_state)
@@ -101,6 +102,12 @@ def _has_hooks(layer: nn.Module) -> bool:
     """Whether calling the layer runs anything besides its ``forward`` (its own or global hooks)."""
     return bool(layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
                 or layer._backward_pre_hooks or torch_module._has_any_global_hook())
+
+
+def _takes_donation(layer: NeuronLayer) -> bool:
+    """A built-in fused neuron (its own ``forward`` and scan, no hooks) that accepts a donated input."""
+    return (type(layer).forward is NeuronLayer.forward and type(layer)._fused_scan in _DONATING_SCANS
+            and not _has_hooks(layer))
 
 
 def _plain_linear(layer: nn.Module) -> bool:

@@ -98,7 +98,7 @@ class NeuronLayer(nn.Module):
                                   f"but its input has {x.shape[-1]}; flatten the input or set recurrent_features")
         if self._runs_fused():  # state None: the kernel starts at rest without materialising zeros
             self.membrane_trace = None  # the fused kernels check the input for NaN / infinity themselves
-            return self._fused_scan(x, state, donate_input)
+            return self._fused_scan(x, state, donate_input=True) if donate_input else self._fused_scan(x, state)
         check_finite(x, self._input_name(), NEURON_INPUT_FIX)
         if state is None:
             state = F.initial_state(self._state_type, x[0])

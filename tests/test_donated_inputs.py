@@ -75,3 +75,18 @@ def test_a_hooked_neuron_layer_sees_its_input_unchanged_after_backward() -> None
     kept = seen[0].detach().clone()
     out.sum().backward()
     assert torch.equal(seen[0].detach(), kept)
+
+
+def test_a_neuron_subclass_with_its_own_forward_runs_without_donation() -> None:
+    class CountingLIF(LIF):
+        calls = 0
+
+        def forward(self, x, state=None):  # the pre-donation signature
+            CountingLIF.calls += 1
+            return super().forward(x, state)
+    net = Sequential(nn.Linear(20, 10), CountingLIF(beta=0.9))
+    x = (torch.rand(5, 2, 20) < 0.3).float() * 3.0
+    out = net(x)
+    out.sum().backward(retain_graph=True)
+    out.sum().backward()  # kept input: a second backward works
+    assert CountingLIF.calls == 1
