@@ -11,7 +11,8 @@ Every library runs its recommended fast path on CPU: stateless layers on the tim
 ``[T*B, ...]`` tensor, then its neuron over time (snnTorch ``Leaky`` stepped in a Python
 loop, SpikingJelly ``LIFNode(step_mode='m')`` (2.0 picks its CPU implementation by device), Norse ``LIF`` over the
 sequence). "dense" is the matmul floor: the same layers with ReLU in place of the neuron,
-on ``[T*B, ...]``. "spikeforge (step)" is our plain step-by-step reference path.
+on ``[T*B, ...]``, with torch's dense matmuls (spikeforge's event-driven Linear, which adds
+only the weight rows of spiking inputs, can run below it). "spikeforge (step)" is our plain step-by-step reference path.
 
 Time: median of ``--repeats`` iterations after ``--warmup``, in ms, cases interleaved
 round-robin so that a load spike on the shared machine hits every library alike.
