@@ -26,7 +26,7 @@ from snn.validation import check_time_major
 NetworkState = list[Optional[tuple]]
 # Layers whose backward keeps their input and weight but never their output; the tests
 # prove it per type (gradients with and without donated neuron inputs are identical).
-_OUTPUT_NOT_SAVED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d)
+_OUTPUT_NOT_SAVED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
 _DONATING_SCANS = (_CubaFamily._fused_scan, ALIF._fused_scan)  # a subclass's own scan may keep its input
 
 

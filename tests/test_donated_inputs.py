@@ -24,8 +24,14 @@ def _networks() -> dict[str, tuple[Sequential, torch.Tensor]]:
             layer.weight.mul_(4.0)
     conv = Sequential(nn.Conv2d(1, 4, 3, padding=1), LIF(beta=0.9), nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4),
                       LIF(beta=0.9), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.BatchNorm1d(8), LIF(beta=0.9))
-    return {"mlp": (mlp.double(), (torch.rand(12, 3, 60) < 0.3).double() * 4.0),
-            "conv + batch norm": (conv.double(), (torch.rand(6, 2, 1, 6, 6) < 0.4).double() * 1.5)}
+    conv1d = Sequential(nn.Conv1d(2, 6, 3, padding=1), LIF(beta=0.9), nn.Flatten(), nn.Linear(6 * 10, 7),
+                        LIF(beta=0.9))
+    # ReLU's backward reads its output: the neuron after it must keep its input
+    relu = Sequential(nn.Linear(20, 30), nn.ReLU(), LIF(beta=0.9), nn.Linear(30, 5), LIF(beta=0.9))
+    return {"linear + relu": (relu.double(), (torch.rand(8, 2, 20) < 0.4).double() * 3.0),
+            "mlp": (mlp.double(), (torch.rand(12, 3, 60) < 0.3).double() * 4.0),
+            "conv + batch norm": (conv.double(), (torch.rand(6, 2, 1, 6, 6) < 0.4).double() * 1.5),
+            "conv1d": (conv1d.double(), (torch.rand(6, 2, 2, 10) < 0.4).double() * 3.0)}
 
 
 def _gradients(net: Sequential, x: torch.Tensor, donate: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -37,7 +43,7 @@ def _gradients(net: Sequential, x: torch.Tensor, donate: bool) -> tuple[torch.Te
     return out.detach(), [xs.grad.clone()] + [p.grad.clone() for p in net.parameters()]
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv + batch norm"])
+@pytest.mark.parametrize("name", ["mlp", "conv + batch norm", "conv1d", "linear + relu"])
 def test_donated_inputs_give_identical_spikes_and_gradients(name: str) -> None:
     net, x = _networks()[name]
     out, grads = _gradients(net, x, donate=True)
