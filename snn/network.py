@@ -87,8 +87,9 @@ class Sequential(nn.Sequential):
                 if not folded:
                     h = h.reshape(steps * batch, *h.shape[2:])
                     folded = True
-                temporary = type(layer) in _OUTPUT_NOT_SAVED and not _has_hooks(layer)
-                if self.event_driven_linear and _plain_linear(layer):
+                hooked = _has_hooks(layer)  # a hooked layer runs its own call, so its hooks fire
+                temporary = type(layer) in _OUTPUT_NOT_SAVED and not hooked
+                if self.event_driven_linear and type(layer) is nn.Linear and not hooked:
                     h = event_linear(h, layer.weight, layer.bias)
                 else:
                     h = layer(h)
@@ -108,8 +109,3 @@ def _takes_donation(layer: NeuronLayer) -> bool:
     """A built-in fused neuron (its own ``forward`` and scan, no hooks) that accepts a donated input."""
     return (type(layer).forward is NeuronLayer.forward and type(layer)._fused_scan in _DONATING_SCANS
             and not _has_hooks(layer))
-
-
-def _plain_linear(layer: nn.Module) -> bool:
-    """An ``nn.Linear`` whose call would run only ``Linear.forward`` (no hooks to honour)."""
-    return type(layer) is nn.Linear and not _has_hooks(layer)
