@@ -321,8 +321,12 @@ class Integrator(NeuronLayer):
         self._register("bias", bias, False)
         self._check_decay("beta")
 
+    def parameters_now(self) -> F.IntegratorParameters:
+        """Effective (clamped) parameters used by the dynamics: beta in [0, 1]."""
+        return F.IntegratorParameters(self.beta.clamp(0, 1), self.bias)
+
     def _step(self):
-        p = F.IntegratorParameters(self.beta.clamp(0, 1), self.bias)
+        p = self.parameters_now()
         return lambda x, s: F.integrator_step(x, s, p)
 
     def spec(self) -> dict[str, Any]:
