@@ -1,6 +1,6 @@
 """Neuron dynamics as pure functions: parameters and state as typed tuples, a step, a scan.
 
-This is the single source of truth of the dynamics contract (DESIGN.md). Per neuron, per
+This is the single source of truth of the dynamics contract (docs/DESIGN.md). Per neuron, per
 step t, with input x[t] (already weighted):
 
 CUBA-LIF (IF and LIF are special cases)::

@@ -1,4 +1,4 @@
-"""Neuron dynamics against closed forms of the dynamics contract (DESIGN.md)."""
+"""Neuron dynamics against closed forms of the dynamics contract (docs/DESIGN.md)."""
 
 from __future__ import annotations
 
