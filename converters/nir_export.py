@@ -122,7 +122,8 @@ def _metadata(layer: NeuronLayer) -> dict:
 def _neuron(name: str, layer: NeuronLayer, shape: tuple[int, ...], dt: float) -> nir.NIRNode:
     meta = _metadata(layer)
     if isinstance(layer, Integrator):
-        beta, bias = _array(layer.beta.clamp(0, 1), shape), _array(layer.bias, shape)
+        p = layer.parameters_now()
+        beta, bias = _array(p.beta, shape), _array(p.bias, shape)
         if (beta == 1).all() and (bias == 0).all():
             return nir.I(r=np.full(shape, 1.0 / dt), metadata=meta)
         tau = D.decay_to_tau(beta, dt, f"layer {name} (Integrator) beta")
