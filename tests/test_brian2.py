@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from hardware.brian2.build import run_discrete
-from hardware.brian2.graph import estimate_synapses, network_graph
+from hardware.brian2.cli import brian2_stage, register
 from hardware.brian2.reference import run_torch
-from hardware.brian2_cli import brian2_stage, register
+from hardware.graph import estimate_synapses, network_graph, split_network
 from snn import encoders
 from snn.checkpoint import save_checkpoint
 from snn.errors import SpikeforgeError
@@ -121,7 +121,7 @@ def test_simulate_verb_compares_digits_cnn(tmp_path, encoder: str) -> None:
 
 
 def test_demo_stage_reports_agreement(tmp_path, monkeypatch) -> None:
-    import hardware.brian2_cli as cli
+    import hardware.brian2.cli as cli
     monkeypatch.setattr(cli, "DEMO_SAMPLES", 10)
     path = _checkpoint(tmp_path)
     results, lines = brian2_stage(tmp_path, {"options": {}, "results": {"train": {"checkpoint": str(path)}}})
@@ -137,6 +137,18 @@ def test_layer_without_brian2_equivalent_is_named() -> None:
         network_graph(net)
     with pytest.raises(SpikeforgeError, match="ends in stateless layers"):
         network_graph(Sequential(nn.Linear(4, 2), LIF(), nn.Linear(2, 2), input_shape=(4,)))
+
+
+def test_segments_carry_shapes_and_the_clamped_parameters() -> None:
+    net = Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), LIF(beta=0.9), nn.Flatten(), nn.Linear(18, 2),
+                     Integrator(beta=1.0, learn_beta=True), input_shape=(1, 8, 8)).eval()
+    with torch.no_grad():
+        net[5].beta.fill_(1.5)  # trained past 1: the dynamics clamp it, so must every backend
+    shape, (hidden, readout) = split_network(net)
+    assert shape == (1, 8, 8) and hidden.in_shape == (1, 8, 8) and hidden.shape == (2, 3, 3)
+    assert hidden.folded == ["0", "1"] and readout.folded == ["3", "4"] and readout.in_shape == (2, 3, 3)
+    assert readout.parameters()["beta"].tolist() == [1.0, 1.0]
+    assert network_graph(net).populations[1].params["beta"].tolist() == [1.0, 1.0]
 
 
 def test_network_too_large_names_an_estimate() -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hardware.brian2.continuous import graph_to_torch, rescale_graph, run_continuous, time_constant
-from hardware.brian2.graph import network_graph
+from hardware.graph import network_graph
 from snn import encoders
 from snn.errors import SpikeforgeError
 from snn.network import Sequential

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from hardware.lava.compile import MAX_FAN_IN, MAX_LAYER_NEURONS, compile_network, decay_constants
+from hardware.graph import AFFINE_LAYERS
+from hardware.lava.compile import AFFINE, MAX_FAN_IN, MAX_LAYER_NEURONS, compile_network, decay_constants
 from hardware.lava.driver import run_in_lava
 from hardware.lava.emulate import emulate, lava_dense_weights
 from hardware.lava.netx_export import export_netx
@@ -87,6 +88,10 @@ def test_emulator_wraps_and_clips_like_lava():
 def test_compile_refuses_what_loihi_cannot_hold(build, message):
     with pytest.raises(SpikeforgeError, match=message):
         compile_network(build().eval(), strict=True)
+
+
+def test_loihi_affine_layers_are_a_subset_of_the_graphs() -> None:
+    assert set(AFFINE) <= set(AFFINE_LAYERS)
 
 
 @pytest.mark.parametrize("fill", [float("nan"), 0.0])

@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from hardware.lava.cli import deploy, register
+from hardware.lava.cli import register
 from hardware.lava.compile import compile_network
+from hardware.lava.deploy import deploy
 from hardware.lava.driver import REPO_ROOT, RUNNER, lava_python, run_in_lava
 from hardware.lava.emulate import emulate
 from hardware.lava.netx_export import export_netx

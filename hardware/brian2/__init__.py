@@ -1,6 +1,8 @@
 """Brian2 backend: the dynamics contract in Brian2, spike for spike, plus a continuous-time mode.
 
-- :mod:`.graph`      network -> populations joined by sparse affine maps (conv as synapses, BN folded)
+The network arrives as a :class:`hardware.graph.NetworkGraph` (populations joined by sparse
+affine maps: conv as synapses, BatchNorm folded), shared with the other backends.
+
 - :mod:`.build`      discrete-time contract in Brian2 (exact), batched samples
 - :mod:`.continuous` ODE form with time constants (``method="exact"``), beta = exp(-dt / tau)
 - :mod:`.targets`    code-generation targets (numpy, cython, cpp_standalone) and size checks
@@ -11,8 +13,6 @@
 from __future__ import annotations
 
 from hardware.brian2.build import BrianResult, run_discrete
-from hardware.brian2.graph import NetworkGraph, Population, estimate_synapses, network_graph
 from hardware.brian2.targets import TARGETS
 
-__all__ = ["BrianResult", "NetworkGraph", "Population", "TARGETS", "estimate_synapses", "network_graph",
-           "run_discrete"]
+__all__ = ["TARGETS", "BrianResult", "run_discrete"]

@@ -19,7 +19,7 @@ and never spikes. The input population (order 0-2) holds the encoded input value
 step (from a 2-D ``TimedArray``); its event fires where the value is non-zero and its
 synapses add ``w * value``, so rate-coded spikes (value 1) and direct current injection
 (any value) share one path. ``w`` and ``b_in`` are the sparse affine map of
-:mod:`hardware.brian2.graph` (conv expanded to synapses, BatchNorm folded, pooling as
+:mod:`hardware.graph` (conv expanded to synapses, BatchNorm folded, pooling as
 fixed weights).
 
 Samples: ``batch`` samples run side by side as copies of every population (neuron index
@@ -39,8 +39,8 @@ from typing import Iterator
 
 import numpy as np
 
-from hardware.brian2.graph import NetworkGraph, Population
 from hardware.brian2.targets import check_size, check_target
+from hardware.graph import NetworkGraph, Population
 from snn.errors import SpikeforgeError
 
 # Synapses (all copies) the automatic batch size aims at: a few million keep NumPy fast.

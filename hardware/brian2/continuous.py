@@ -42,8 +42,8 @@ import torch
 from torch import nn
 
 from hardware.brian2.build import brian_target
-from hardware.brian2.graph import NetworkGraph, Population
 from hardware.brian2.targets import check_size, check_target
+from hardware.graph import NetworkGraph, Population
 from snn.errors import SpikeforgeError
 from snn.network import Sequential
 from snn.neurons import IF, CubaLIF, Integrator

@@ -1,7 +1,8 @@
 """Compile a spiking network of :mod:`snn` to Loihi 2 fixed point.
 
-Populations are found as in :mod:`hardware.brian2.graph`: the stateless layers between two
-neuron layers form one affine map ``x = W s + b``. A map that is a single ``Conv2d``
+The network is read through :func:`hardware.graph.split_network` (shared with Brian2): the
+stateless layers between two neuron layers form one affine map ``x = W s + b``; this module
+adds Loihi's refusals and the quantisation. A map that is a single ``Conv2d``
 (optionally followed by an eval-mode ``BatchNorm2d``, folded) becomes a Lava ``Conv``
 connection; every other affine chain (average pooling, Flatten, Linear, BatchNorm, ...)
 becomes a ``Dense`` connection with the exact float64 matrix of the chain (average pooling is
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hardware.graph import LayerCheck, Segment, layer_label, split_network
 from snn.errors import SpikeforgeError
 from snn.network import Sequential
 from snn.neurons import IF, LIF, CubaLIF, Integrator, NeuronLayer
@@ -58,6 +60,7 @@ INPUT_LEVELS = 255            # inputs in [0, 1] -> 8-bit graded spikes
 DENSE_ELEMENT_LIMIT = 2 ** 26  # dense matrices above this are refused (memory), not a Loihi limit
 
 SUPPORTED_NEURONS = (IF, LIF, CubaLIF, Integrator)
+# The affine layers compiled and tested here: a subset of hardware.graph.AFFINE_LAYERS.
 AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
 CONV_TAIL = (nn.BatchNorm2d, nn.Dropout, nn.Identity)
 
@@ -124,26 +127,36 @@ class LoihiNetwork:
                 "input_levels": self.input_levels}
 
 
-def _label(name: str, layer: nn.Module) -> str:
-    return f"layer {name} ({type(layer).__name__})"
-
-
 def _check_layer(name: str, layer: nn.Module) -> None:
+    label = layer_label(name, layer)
     if isinstance(layer, NeuronLayer):
         if not isinstance(layer, SUPPORTED_NEURONS):
-            raise SpikeforgeError(f"{_label(name, layer)} cannot run on Loihi 2 through Lava's LIF: only IF, LIF, "
+            raise SpikeforgeError(f"{label} cannot run on Loihi 2 through Lava's LIF: only IF, LIF, "
                                   "CubaLIF and an Integrator readout compile; replace it and retrain")
         if getattr(layer, "recurrent", None) is not None:
-            raise SpikeforgeError(f"{_label(name, layer)} is recurrent; the Loihi compiler here handles feed-forward "
+            raise SpikeforgeError(f"{label} is recurrent; the Loihi compiler here handles feed-forward "
                                   "networks only; set recurrent_features=None")
         return
     if type(layer) not in AFFINE:
-        raise SpikeforgeError(f"{_label(name, layer)} is not supported on Loihi 2: only "
+        raise SpikeforgeError(f"{label} is not supported on Loihi 2: only "
                               f"{', '.join(t.__name__ for t in AFFINE)} map to synapses; replace it "
                               "(e.g. MaxPool by AvgPool) and retrain")
     if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
-        raise SpikeforgeError(f"{_label(name, layer)} uses padding_mode={layer.padding_mode!r}; Loihi convolution "
+        raise SpikeforgeError(f"{label} uses padding_mode={layer.padding_mode!r}; Loihi convolution "
                               "pads with zeros only")
+
+
+def _loihi_check(model: Sequential) -> LayerCheck:
+    """Loihi's refusals for :func:`hardware.graph.split_network`; an Integrator only as the last layer."""
+    children = list(model.named_children())
+    last = children[-1][0] if children else None
+
+    def check(name: str, layer: nn.Module) -> None:
+        _check_layer(name, layer)
+        if isinstance(layer, Integrator) and name != last:
+            raise SpikeforgeError(f"{layer_label(name, layer)} is not the last layer; an Integrator is only "
+                                  "supported as the readout")
+    return check
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -172,16 +185,18 @@ def _conv_chain(layers: Sequence[nn.Module], in_shape: tuple[int, ...]):
     return w, b, conv
 
 
-def _neuron_params(layer: NeuronLayer, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    def per(t: torch.Tensor) -> np.ndarray:
-        try:
-            return torch.broadcast_to(t.detach().double().cpu(), shape).reshape(-1).numpy().copy()
-        except RuntimeError as error:
-            raise SpikeforgeError(f"{type(layer).__name__} parameters do not broadcast to {shape}: {error}") from None
-    if isinstance(layer, Integrator):
-        return {"alpha": np.zeros(1), "beta": per(layer.beta.clamp(0, 1)), "bias": per(layer.bias)}
-    p = layer.parameters_now()
-    return {"alpha": per(p.alpha), "beta": per(p.beta), "theta": per(p.theta), "bias": per(p.bias)}
+def _connection(segment: Segment) -> tuple[str, np.ndarray, np.ndarray, nn.Conv2d | None]:
+    """``(kind, float64 weight, bias, conv)``: a Lava ``Conv`` for a lone Conv2d (+ BN), else ``Dense``."""
+    chain = _conv_chain(segment.layers, segment.in_shape)
+    if chain is not None:
+        w, b, conv = chain
+        return "conv", w, b, conv
+    n_in = int(math.prod(segment.in_shape))
+    if n_in * segment.size > DENSE_ELEMENT_LIMIT:
+        raise SpikeforgeError(f"the connection into {segment.label} needs a dense {n_in}x{segment.size} matrix; "
+                              "too large to compile here; make it smaller")
+    sparse, b, _ = segment.affine_map()
+    return "dense", sparse.toarray().T, b, None
 
 
 def _uniform(name: str, label: str, values: np.ndarray) -> float:
@@ -208,11 +223,8 @@ def _quantise_weights(w: np.ndarray, lam: float) -> tuple[np.ndarray, int]:
     return np.clip(np.round(scaled), -255, 255).astype(np.int64), 0
 
 
-def _layer(name: str, neuron: NeuronLayer, kind: str, in_shape: tuple[int, ...], shape: tuple[int, ...],
-           w: np.ndarray, b_in: np.ndarray, input_scale: float, strict: bool, conv: nn.Conv2d | None,
-           notes: list[str]) -> LoihiLayer:
-    label = _label(name, neuron)
-    n = int(math.prod(shape))
+def _check_capacity(label: str, n: int, kind: str, w: np.ndarray, b_in: np.ndarray) -> int:
+    """Refuse a layer one chip cannot hold or weights that are not finite; return the fan-in."""
     if n > MAX_LAYER_NEURONS:
         raise SpikeforgeError(f"{label} has {n:,} neurons; one Loihi 2 chip holds at most {MAX_LAYER_NEURONS:,} "
                               f"({CORES_PER_CHIP} cores x {NEURONS_PER_CORE:,}); make the layer smaller")
@@ -223,34 +235,78 @@ def _layer(name: str, neuron: NeuronLayer, kind: str, in_shape: tuple[int, ...],
     if not np.isfinite(w).all() or not np.isfinite(b_in).all():
         raise SpikeforgeError(f"the weights feeding {label} are not finite (NaN/inf); they cannot be quantised; "
                               "retrain or fix the checkpoint")
-    w = w / input_scale
-    params = _neuron_params(neuron, shape)
-    readout = isinstance(neuron, Integrator)
-    alpha = _uniform("alpha", label, params["alpha"])
-    beta = _uniform("beta", label, params["beta"])
-    if not readout and getattr(neuron, "reset", "zero") == "subtract":
-        if strict:
-            raise SpikeforgeError(f"{label} resets by subtraction; Loihi 2's LIF resets to zero; build it with "
-                                  "reset='zero' or compile with strict=False")
-        notes.append(f"{label}: reset 'subtract' compiled as Loihi's zero reset")
-    bias = params["bias"]
+    return fan_in
+
+
+def _total_bias(bias: np.ndarray, b_in: np.ndarray, kind: str, n: int) -> np.ndarray:
+    """Neuron bias plus the connection's offset (per output channel for conv), one value per neuron."""
     if bias.size == 1:
         bias = np.full(n, bias[0])
-    bias = bias + np.broadcast_to(b_in.reshape(-1) if kind == "dense" else np.repeat(b_in, n // b_in.size), (n,))
+    return bias + np.broadcast_to(b_in.reshape(-1) if kind == "dense" else np.repeat(b_in, n // b_in.size), (n,))
+
+
+def _scale(label: str, w: np.ndarray, bias: np.ndarray, theta: float | None) -> float:
+    """``lam``: the largest weight fills the mantissa unless the threshold (17 bits) or bias (13 bits) must fit.
+
+    ``theta`` is ``None`` for the readout (its threshold is the largest one).
+    """
     wmax = float(np.abs(w).max(initial=0.0))
-    if wmax == 0:
-        raise SpikeforgeError(f"the weights feeding {label} are all zero; nothing to quantise; retrain")
     mixed = bool((w > 0).any() and (w < 0).any())
     lam = (254.0 if mixed else 255.0) / wmax
-    theta = VTH_MAX / lam if readout else _uniform("theta", label, params["theta"])
-    if not readout and lam * theta > VTH_MAX:
+    if theta is not None and lam * theta > VTH_MAX:
         lam = VTH_MAX / theta
     bmax = float(np.abs(bias).max(initial=0.0))
     if bmax * lam > BIAS_MANT_MAX:
         lam = BIAS_MANT_MAX / bmax
-        if not readout and lam * theta < 16:
+        if theta is not None and lam * theta < 16:
             raise SpikeforgeError(f"{label}: the bias ({bmax:.3g}) is too large relative to the weights and threshold "
                                   f"to fit a 13-bit bias mantissa with a usable threshold; rescale the layer")
+    return lam
+
+
+def _report(layer: LoihiLayer, fan_in: int, w: np.ndarray, bias: np.ndarray, theta: float | None,
+            alpha: float, beta: float) -> dict[str, Any]:
+    """Quantisation errors and headroom of one compiled layer against its float64 original."""
+    q, lam, vth, du, dv = layer.weight, layer.scale, layer.vth, layer.du, layer.dv
+    err = np.abs(q / lam - w)
+    return {
+        "kind": layer.kind, "neurons": layer.size, "fan_in": fan_in, "scale": lam,
+        "weight_mantissa_exp": layer.mantissa_exp,
+        "weight_max_abs_error": float(err.max()), "weight_rel_rms_error": float(np.sqrt((err ** 2).mean())
+                                                                                / max(np.sqrt((w ** 2).mean()), 1e-300)),
+        "weights_zeroed": int(((q == 0) & (w != 0)).sum()), "mantissa_max": int(np.abs(q).max() >> layer.mantissa_exp),
+        "vth": vth, "threshold_error": 0.0 if theta is None else float(abs(vth / lam - theta)),
+        "bias_max_abs_error": float(np.abs(layer.bias_mant / lam - bias).max(initial=0.0)),
+        "du": du, "dv": dv, "alpha_loihi": (4096 - du - 1) / 4096, "beta_loihi": (4096 - dv) / 4096,
+        "alpha_error": abs((4096 - du - 1) / 4096 - alpha), "beta_error": abs((4096 - dv) / 4096 - beta),
+        "headroom_thresholds": (2 ** 23 - 1) / (64 * vth),
+    }
+
+
+def _reset_note(label: str, neuron: NeuronLayer, strict: bool, notes: list[str]) -> None:
+    if getattr(neuron, "reset", "zero") == "subtract":
+        if strict:
+            raise SpikeforgeError(f"{label} resets by subtraction; Loihi 2's LIF resets to zero; build it with "
+                                  "reset='zero' or compile with strict=False")
+        notes.append(f"{label}: reset 'subtract' compiled as Loihi's zero reset")
+
+
+def _layer(segment: Segment, kind: str, w: np.ndarray, b_in: np.ndarray, input_scale: float, strict: bool,
+           conv: nn.Conv2d | None, notes: list[str]) -> LoihiLayer:
+    label, n = segment.label, segment.size
+    fan_in = _check_capacity(label, n, kind, w, b_in)
+    w = w / input_scale
+    params = segment.parameters()
+    readout = isinstance(segment.neuron, Integrator)
+    alpha = _uniform("alpha", label, params["alpha"]) if "alpha" in params else 0.0
+    beta = _uniform("beta", label, params["beta"])
+    if not readout:
+        _reset_note(label, segment.neuron, strict, notes)
+    bias = _total_bias(params["bias"], b_in, kind, n)
+    if float(np.abs(w).max(initial=0.0)) == 0:
+        raise SpikeforgeError(f"the weights feeding {label} are all zero; nothing to quantise; retrain")
+    theta = None if readout else _uniform("theta", label, params["theta"])
+    lam = _scale(label, w, bias, theta)
     q, mant_exp = _quantise_weights(w, lam)
     if not q.any():
         raise SpikeforgeError(f"the weights feeding {label} all round to zero at scale {lam:.3g}; they cannot be "
@@ -259,21 +315,9 @@ def _layer(name: str, neuron: NeuronLayer, kind: str, in_shape: tuple[int, ...],
     if vth < 1:
         raise SpikeforgeError(f"{label}: threshold {theta} rounds to 0 at scale {lam:.3g}; rescale the layer")
     du, dv = decay_constants(alpha, beta)
-    bias_mant = np.round(bias * lam).astype(np.int64)
-    err = np.abs(q / lam - w)
-    report = {
-        "kind": kind, "neurons": n, "fan_in": fan_in, "scale": lam, "weight_mantissa_exp": mant_exp,
-        "weight_max_abs_error": float(err.max()), "weight_rel_rms_error": float(np.sqrt((err ** 2).mean())
-                                                                                / max(np.sqrt((w ** 2).mean()), 1e-300)),
-        "weights_zeroed": int(((q == 0) & (w != 0)).sum()), "mantissa_max": int(np.abs(q).max() >> mant_exp),
-        "vth": vth, "threshold_error": 0.0 if readout else float(abs(vth / lam - theta)),
-        "bias_max_abs_error": float(np.abs(bias_mant / lam - bias).max(initial=0.0)),
-        "du": du, "dv": dv, "alpha_loihi": (4096 - du - 1) / 4096, "beta_loihi": (4096 - dv) / 4096,
-        "alpha_error": abs((4096 - du - 1) / 4096 - alpha), "beta_error": abs((4096 - dv) / 4096 - beta),
-        "headroom_thresholds": (2 ** 23 - 1) / (64 * vth),
-    }
-    layer = LoihiLayer(name, kind, in_shape, shape, q, du, dv, vth, bias_mant, lam, mantissa_exp=mant_exp,
-                       readout=readout, report=report)
+    layer = LoihiLayer(segment.name, kind, segment.in_shape, segment.shape, q, du, dv, vth,
+                       np.round(bias * lam).astype(np.int64), lam, mantissa_exp=mant_exp, readout=readout)
+    layer.report = _report(layer, fan_in, w, bias, theta, alpha, beta)
     if conv is not None:
         layer.stride, layer.padding = _pair(conv.stride), _pair(conv.padding)
         layer.dilation, layer.groups = _pair(conv.dilation), int(conv.groups)
@@ -281,50 +325,19 @@ def _layer(name: str, neuron: NeuronLayer, kind: str, in_shape: tuple[int, ...],
 
 
 def compile_network(model: Sequential, input_shape: Sequence[int] | None = None, strict: bool = False) -> LoihiNetwork:
-    """Compile ``model`` (eval mode) to Loihi 2 fixed point; raises :class:`SpikeforgeError` on what Loihi cannot hold."""
-    from hardware.brian2.graph import affine_map
+    """Compile ``model`` (eval mode) to Loihi 2 fixed point; raises :class:`SpikeforgeError` on what Loihi cannot hold.
 
-    shape = input_shape if input_shape is not None else model.input_shape
-    if shape is None:
-        raise SpikeforgeError("the network has no input_shape; build it with Sequential(..., input_shape=...)")
-    shape = tuple(int(d) for d in shape)
-    first_shape, layers, pending, notes = shape, [], [], []
-    children = list(model.named_children())
-    for index, (name, layer) in enumerate(children):
-        _check_layer(name, layer)
-        if not isinstance(layer, NeuronLayer):
-            pending.append(layer)
-            continue
-        if isinstance(layer, Integrator) and index != len(children) - 1:
-            raise SpikeforgeError(f"{_label(name, layer)} is not the last layer; an Integrator is only supported as "
-                                  "the readout")
-        chain = _conv_chain(pending, shape)
-        if chain is not None:
-            w, b, conv = chain
-            out_shape = _conv_out_shape(conv, shape)
-            if not layers:
-                levels = input_levels(layer, w, b)
-            compiled = _layer(name, layer, "conv", shape, out_shape, w, b, 1.0 if layers else levels, strict, conv,
-                              notes)
-        else:
-            n_in = int(math.prod(shape))
-            sparse, b, out_shape = affine_map(pending, shape)
-            if n_in * int(math.prod(out_shape)) > DENSE_ELEMENT_LIMIT:
-                raise SpikeforgeError(f"the connection into {_label(name, layer)} needs a dense {n_in}x"
-                                      f"{math.prod(out_shape)} matrix; too large to compile here; make it smaller")
-            w = sparse.toarray().T
-            if not layers:
-                levels = input_levels(layer, w, b)
-            compiled = _layer(name, layer, "dense", shape, out_shape, w, b, 1.0 if layers else levels, strict, None,
-                              notes)
+    Every layer is checked (Loihi's refusals, then the graph's) before any is quantised.
+    """
+    first_shape, segments = split_network(model, input_shape, backend="Loihi", check=_loihi_check(model))
+    layers, notes, levels = [], [], INPUT_LEVELS
+    for segment in segments:
+        kind, w, b, conv = _connection(segment)
+        if not layers:
+            levels = input_levels(segment.neuron, w, b)
+        compiled = _layer(segment, kind, w, b, 1.0 if layers else levels, strict, conv, notes)
         compiled.graded_input = not layers
         layers.append(compiled)
-        shape, pending = compiled.shape, []
-    if pending:
-        raise SpikeforgeError("the network ends in stateless layers; end it with a neuron layer (e.g. an Integrator "
-                              "readout) so Loihi has a population to run")
-    if not layers:
-        raise SpikeforgeError("the network has no neuron layer; nothing to compile for Loihi")
     return LoihiNetwork(first_shape, layers, input_levels=levels, notes=notes)
 
 
@@ -345,12 +358,3 @@ def input_levels(neuron: NeuronLayer, w: np.ndarray, b: np.ndarray) -> int:
     if bmax > 0:
         limit = min(limit, BIAS_MANT_MAX * wmax / (254 * bmax))
     return int(max(1, math.floor(limit)))
-
-
-def _conv_out_shape(conv: nn.Conv2d, shape: tuple[int, ...]) -> tuple[int, ...]:
-    c, h, w = shape
-    (kh, kw), (sh, sw) = _pair(conv.kernel_size), _pair(conv.stride)
-    (ph, pw), (dh, dw) = _pair(conv.padding), _pair(conv.dilation)
-    if c != conv.in_channels:
-        raise SpikeforgeError(f"conv expects {conv.in_channels} channels but gets {c}")
-    return (conv.out_channels, (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
