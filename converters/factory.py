@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from snn.errors import SpikeforgeError
+from snn.fileio import load_torch_file
 
 
 def import_factory(reference: str) -> Callable[[], nn.Module]:
@@ -42,13 +43,9 @@ def import_factory(reference: str) -> Callable[[], nn.Module]:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict (or ``{"state_dict": ...}``) safely; clear errors for bad files."""
     path = Path(path)
-    if not path.is_file():
-        raise SpikeforgeError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a damaged file can fail anywhere in the unpickler
-        raise SpikeforgeError(f"weights file {path} is corrupt or not a torch state dict "
-                              f"({type(error).__name__}); save it with torch.save(model.state_dict(), path)") from error
+    state = load_torch_file(path, "weights file {path} does not exist",
+                            "weights file {path} is corrupt or not a torch state dict ({error}); save it with "
+                            "torch.save(model.state_dict(), path)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -1,22 +1,26 @@
-"""The conversion job behind ``snn convert`` and the demo's conversion stage."""
+"""The conversion jobs behind ``snn convert`` and the demo's conversion stage."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from converters.ann_training import train_ann
 from converters.convert import ConvertedSNN, accuracy_by_timesteps, ann_accuracy, convert
 from converters.factory import build_ann
 from converters.plots import plot_accuracy_vs_timesteps
+from converters.qcfs import swap_relu_for_qcfs
+from converters.reference_models import digits_cnn
 from converters.storage import save_converted
 from snn import data
 from snn.errors import SpikeforgeError
-from snn.fileio import write_json
-from snn.training import resolve_device
+from snn.fileio import atomic_path, write_json
+from snn.training import resolve_device, seed_everything
 from snn.validation import check_timesteps
 
 DEFAULT_TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
@@ -35,8 +39,8 @@ def parse_timesteps(text: str) -> list[int]:
 
 def loaders(split: data.DatasetSplit, batch_size: int = 256) -> tuple[DataLoader, DataLoader]:
     """(calibration = training images, test) loaders, unshuffled."""
-    return (DataLoader(TensorDataset(split.x_train, split.y_train), batch_size=batch_size),
-            DataLoader(TensorDataset(split.x_test, split.y_test), batch_size=batch_size))
+    return (data.tensor_loader(split.x_train, split.y_train, batch_size),
+            data.tensor_loader(split.x_test, split.y_test, batch_size))
 
 
 def check_fits(model: nn.Module, split: data.DatasetSplit, reference: str) -> None:
@@ -77,3 +81,38 @@ def run_conversion(ann: str, weights: str | Path | None, out_dir: str | Path, da
                "percentile": percentile, "channelwise": channelwise, "device": target.type}
     write_json(out / "convert.json", results)
     return results
+
+
+def demo_conversion(out: Path, device: str | None = None,
+                    log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """The demo's conversion: the digits CNN trained as an ANN, converted at :data:`DEFAULT_TIMESTEPS`,
+    then fine-tuned with QCFS (L = 4) and converted again.
+
+    Writes ``ann.pt``, ``snn.pt`` (the ReLU conversion) and ``conversion.png`` into ``out``;
+    returns both ANN accuracies and both accuracy curves (keyed by T as text) with the paths.
+    """
+    target = resolve_device(device)
+    split = data.load_digits_split()
+    train = data.tensor_loader(split.x_train, split.y_train, 32, shuffle=True, seed=0)
+    _, test = loaders(split)
+    seed_everything(0)
+    ann = digits_cnn()
+    log("training the digits CNN as an ANN")
+    train_ann(ann, train, epochs=30, device=target)
+    with atomic_path(out / "ann.pt") as tmp:
+        torch.save(ann.state_dict(), tmp)
+    reference = ann_accuracy(ann, test, target)
+    log("converting it (ReLU, 99.9th percentile, channel-wise)")
+    snn_relu, relu_curve = conversion_curve(ann, split, DEFAULT_TIMESTEPS, 99.9, True, target)
+    save_converted(out / "snn.pt", snn_relu, "converters.reference_models:digits_cnn", {"dataset": "digits"})
+    log("fine-tuning with QCFS (L = 4) and converting again")
+    qcfs_ann = swap_relu_for_qcfs(copy.deepcopy(ann), levels=4)
+    train_ann(qcfs_ann, train, epochs=10, lr=5e-4, device=target)
+    qcfs_reference = ann_accuracy(qcfs_ann, test, target)
+    _, qcfs_curve = conversion_curve(qcfs_ann, split, DEFAULT_TIMESTEPS, 99.9, True, target)
+    plot = plot_accuracy_vs_timesteps({"SNN from ReLU ANN": relu_curve, "SNN from QCFS ANN (L=4)": qcfs_curve},
+                                      out / "conversion.png", reference, title="digits CNN: accuracy vs timesteps")
+    return {"ann_accuracy": reference, "qcfs_ann_accuracy": qcfs_reference,
+            "snn_accuracy": {str(t): a for t, a in relu_curve.items()},
+            "qcfs_snn_accuracy": {str(t): a for t, a in qcfs_curve.items()},
+            "snn_path": str(out / "snn.pt"), "ann_weights": str(out / "ann.pt"), "plot": str(plot)}

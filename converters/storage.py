@@ -17,7 +17,7 @@ from converters.convert import ConvertedSNN, build_spiking_graph
 from converters.factory import build_ann
 from converters.tracing import activation_sites, normalize
 from snn.errors import SpikeforgeError
-from snn.fileio import atomic_path
+from snn.fileio import atomic_path, load_torch_file
 
 FORMAT = "spikeforge.converted"
 VERSION = 1
@@ -34,12 +34,8 @@ def save_converted(path: str | Path, model: ConvertedSNN, ann: str, meta: dict[s
 def load_converted(path: str | Path) -> tuple[ConvertedSNN, dict[str, Any]]:
     """Return the converted SNN and the file's metadata."""
     path = Path(path)
-    if not path.is_file():
-        raise SpikeforgeError(f"converted SNN {path} does not exist; make one with 'snn convert'")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001
-        raise SpikeforgeError(f"converted SNN {path} is corrupt ({type(error).__name__}); re-run 'snn convert'") from error
+    payload = load_torch_file(path, "converted SNN {path} does not exist; make one with 'snn convert'",
+                              "converted SNN {path} is corrupt ({error}); re-run 'snn convert'")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise SpikeforgeError(f"{path} is not a converted spikeforge SNN; make one with 'snn convert'")
     gm = normalize(build_ann(payload["ann"]))

@@ -1,15 +1,25 @@
 """spikeforge's simulator core: neuron dynamics, surrogate gradients, layers and training.
 
 Tensors are time-major ``[T, B, ...]``. See :mod:`snn.functional` for the equations.
+
+The public names below are imported on first use (PEP 562), so ``import snn`` and the
+``snn`` command's start-up do not pay for torch until a name that needs it is touched.
 """
 
-from snn import encoders, functional, losses, surrogate
-from snn.checkpoint import load_checkpoint, save_checkpoint
-from snn.errors import SpikeforgeError
-from snn.network import Sequential
-from snn.neurons import ALIF, IF, LIF, CubaLIF, Integrator, NeuronLayer
-from snn.recording import Recorder
-from snn.training import FitConfig, Task, evaluate, fit
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> the module that defines it (a module's own name: the module itself)
+_HOMES = {
+    "ALIF": "snn.neurons", "IF": "snn.neurons", "LIF": "snn.neurons", "CubaLIF": "snn.neurons",
+    "Integrator": "snn.neurons", "NeuronLayer": "snn.neurons", "Sequential": "snn.network",
+    "Recorder": "snn.recording", "SpikeforgeError": "snn.errors",
+    "FitConfig": "snn.training", "Task": "snn.training", "evaluate": "snn.training", "fit": "snn.training",
+    "load_checkpoint": "snn.checkpoint", "save_checkpoint": "snn.checkpoint",
+    "encoders": "snn.encoders", "functional": "snn.functional", "losses": "snn.losses", "surrogate": "snn.surrogate",
+}
 
 __all__ = [
     "ALIF", "IF", "LIF", "CubaLIF", "Integrator", "NeuronLayer", "Sequential", "Recorder", "SpikeforgeError",
@@ -18,3 +28,17 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'snn' has no attribute {name!r}")
+    module = importlib.import_module(home)
+    value = module if home == f"snn.{name}" else getattr(module, name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from snn.errors import SpikeforgeError
-from snn.fileio import atomic_path
+from snn.fileio import atomic_path, load_torch_file
 from snn.network import Sequential
 from snn.serialization import build_network, network_spec
 
@@ -51,13 +51,9 @@ def save_checkpoint(path: str | Path, model: Sequential, task: dict[str, Any] | 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; clear errors for bad files."""
     path = Path(path)
-    if not path.is_file():
-        raise SpikeforgeError(f"checkpoint {path} does not exist; train one with 'snn train --out DIR'")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a damaged file can fail anywhere in the unpickler
-        raise SpikeforgeError(f"checkpoint {path} is corrupt or not a torch file ({type(error).__name__}); "
-                              "re-create it with 'snn train'") from error
+    payload = load_torch_file(path, "checkpoint {path} does not exist; train one with 'snn train --out DIR'",
+                              "checkpoint {path} is corrupt or not a torch file ({error}); re-create it with "
+                              "'snn train'", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise SpikeforgeError(f"{path} is not a spikeforge checkpoint (no '{FORMAT}' header); "
                               "re-create it with 'snn train'")

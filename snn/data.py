@@ -12,14 +12,15 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from snn.errors import SpikeforgeError
+from snn.names import DATASETS
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
 IDX_DATASETS = ("mnist", "fashion-mnist")
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -201,6 +202,28 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int
     raise SpikeforgeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
+def check_input_shape(expected: Sequence[int] | None, split: DatasetSplit) -> None:
+    """Raise unless a model that reads samples of shape ``expected`` can read ``split``'s.
+
+    ``expected`` is ``None`` for a model that does not declare its input shape (nothing to check).
+    """
+    if expected is not None and tuple(expected) != tuple(split.input_shape):
+        raise SpikeforgeError(f"model expects input {tuple(expected)} but dataset {split.name} has "
+                              f"{tuple(split.input_shape)}; pick the dataset it was trained on")
+
+
+def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
+                  seed: int | None = None) -> DataLoader:
+    """Batches of ``(x, y)``; with ``seed`` the loader owns a generator seeded with it.
+
+    The generator fixes the shuffled order, and it is also what the loader's iterator draws
+    its base seed from; without one the iterator draws from torch's global generator. So
+    ``seed`` is part of the result even for an unshuffled loader.
+    """
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
 def make_loaders(split: DatasetSplit, batch_size: int, seed: int = 0) -> tuple[DataLoader, DataLoader]:
     """Train loader (shuffled by a generator seeded with ``seed``) and test loader (in order).
 
@@ -208,8 +231,6 @@ def make_loaders(split: DatasetSplit, batch_size: int, seed: int = 0) -> tuple[D
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SpikeforgeError(f"batch size must be a positive integer, got {batch_size!r}")
-    generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(TensorDataset(split.x_train, split.y_train), batch_size=batch_size, shuffle=True,
-                       generator=generator)
-    test = DataLoader(TensorDataset(split.x_test, split.y_test), batch_size=batch_size, shuffle=False)
+    train = tensor_loader(split.x_train, split.y_train, batch_size, shuffle=True, seed=seed)
+    test = tensor_loader(split.x_test, split.y_test, batch_size)
     return train, test

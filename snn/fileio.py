@@ -1,7 +1,11 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Atomic file writes, and torch files read safely with errors that say what the file should be.
 
-An interrupted or failed write never leaves a half-written artifact at ``path``:
-``os.replace`` is atomic on POSIX and Windows when both names are on one filesystem.
+Writes go to a temporary file beside the target, then a rename: an interrupted or failed
+write never leaves a half-written artifact at ``path`` (``os.replace`` is atomic on POSIX
+and Windows when both names are on one filesystem).
+
+This module imports torch only inside :func:`load_torch_file`, so the command line can use
+the writers without paying for torch.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from snn.errors import SpikeforgeError
 
 
 @contextlib.contextmanager
@@ -38,3 +44,21 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def load_torch_file(path: str | os.PathLike, missing: str, unreadable: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: reading the file never runs code from it.
+
+    ``missing`` and ``unreadable`` are the messages of the :class:`SpikeforgeError` raised when
+    there is no file at ``path`` or it cannot be unpickled; in them ``{path}`` stands for the
+    path and ``{error}`` for the name of the unpickler's exception. Both should name the fix.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpikeforgeError(missing.format(path=path))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a damaged file can fail anywhere in the unpickler
+        raise SpikeforgeError(unreadable.format(path=path, error=type(error).__name__)) from error

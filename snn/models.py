@@ -16,10 +16,9 @@ from typing import Any, Sequence
 from torch import nn
 
 from snn.errors import SpikeforgeError
+from snn.names import ARCHITECTURES
 from snn.network import Sequential
 from snn.neurons import NEURONS_BY_FLAG, Integrator, NeuronLayer, neuron_from_flag
-
-ARCHITECTURES = ("mlp", "cnn")
 
 # Defaults per neuron flag, chosen for short (T <= 16) direct-input classification.
 NEURON_DEFAULTS: dict[str, dict[str, Any]] = {

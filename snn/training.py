@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from snn import encoders, losses
-from snn.checkpoint import save_checkpoint
+from snn.checkpoint import load_checkpoint, save_checkpoint
 from snn.errors import SpikeforgeError
 from snn.network import Sequential
 from snn.neurons import Integrator, NeuronLayer
@@ -80,6 +80,14 @@ class Task:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def load_trained(path: str | Path) -> tuple[Sequential, Task]:
+    """The network (in eval mode) and task of a checkpoint written by ``snn train``."""
+    checkpoint = load_checkpoint(path)
+    if "timesteps" not in checkpoint.task:
+        raise SpikeforgeError(f"checkpoint {path} has no task settings (timesteps); re-create it with 'snn train'")
+    return checkpoint.model.eval(), Task(**checkpoint.task)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 
 def snn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snn.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "snn", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600)
 
 

@@ -200,7 +200,7 @@ def test_conversion_on_gpu_matches_cpu(digits, trained_cnn) -> None:
 
 
 def snn(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snn.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "snn", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600)
 
 

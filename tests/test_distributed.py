@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from snn.app.distributed import ShardedLoader
+from snn.app.jobs import TrainSettings, train_classifier
 from snn.checkpoint import load_checkpoint
-from snn.distributed import ShardedLoader
-from snn.pipeline import TrainSettings, train_classifier
 
 
 def test_sharded_loader_splits_each_global_batch() -> None:
@@ -36,6 +36,6 @@ def test_two_process_ddp_equals_single_process(tmp_path) -> None:
 
 
 def test_cli_train_takes_nproc() -> None:
-    from snn.cli import build_parser
+    from snn.app.cli import build_parser
     args = build_parser().parse_args(["train", "--out", "x", "--nproc", "2"])
     assert args.nproc == 2

@@ -16,13 +16,12 @@ import numpy as np
 import torch
 
 from hardware.brian2.build import run_discrete
-from hardware.brian2.graph import network_graph
 from hardware.brian2.reference import run_torch
+from hardware.graph import network_graph
 from snn import data
-from snn.pipeline import load_trained
 from snn.errors import SpikeforgeError
 from snn.losses import predict
-from snn.training import Task
+from snn.training import Task, load_trained
 
 BACKENDS = ("torch", "brian2")
 
@@ -66,9 +65,7 @@ def simulate(model_path: str, backend: str = "brian2", dataset: str = "digits", 
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
     model, task = load_trained(model_path)
     split = data.load_dataset(dataset, data_dir, seed=seed)
-    if model.input_shape is not None and tuple(model.input_shape) != tuple(split.input_shape):
-        raise SpikeforgeError(f"model expects input {tuple(model.input_shape)} but dataset {dataset} has "
-                              f"{tuple(split.input_shape)}; pick the dataset it was trained on")
+    data.check_input_shape(model.input_shape, split)
     x, y = split.x_test[:samples], split.y_test[:samples]
     inputs = task.encode(x.double(), torch.Generator().manual_seed(seed)).contiguous().numpy()
 

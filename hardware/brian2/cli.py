@@ -13,9 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from snn.cli import add_json_flag, positive_int
+from snn.app.options import add_data_options, add_json_flag, positive_int
 from snn.fileio import write_json
 
+VERB_HELP = "run a trained network on torch or Brian2 (and compare)"
+# The parser's copies of hardware.brian2.simulate.BACKENDS and hardware.brian2.targets.TARGETS, which
+# import Brian2 and torch (tests/test_cli_startup.py checks they agree).
+BACKENDS = ("torch", "brian2")
+TARGETS = ("numpy", "cython", "cpp_standalone")
 DEMO_SAMPLES = 200
 
 
@@ -27,21 +32,15 @@ def _cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from hardware.brian2.simulate import BACKENDS
-    from hardware.brian2.targets import TARGETS
-    from snn.data import DATASETS
-
-    parser = subparsers.add_parser("simulate", help="run a trained network on torch or Brian2 (and compare)")
+    parser = subparsers.add_parser("simulate", help=VERB_HELP)
     parser.add_argument("--model", required=True, help="checkpoint written by 'snn train'")
     parser.add_argument("--backend", default="brian2", choices=BACKENDS)
-    parser.add_argument("--dataset", default="digits", choices=DATASETS)
-    parser.add_argument("--data-dir", default=None, help="folder with the dataset's standard files")
+    add_data_options(parser, device=False, seed_help="data split and rate-encoder seed", dataset_help=None)
     parser.add_argument("--samples", type=positive_int, default=20, help="test samples to simulate")
     parser.add_argument("--compare", action="store_true", help="also run torch and report exact spike agreement")
     parser.add_argument("--target", default="numpy", choices=TARGETS, help="Brian2 code-generation target")
     parser.add_argument("--batch", type=positive_int, default=None,
                         help="samples simulated side by side in Brian2 (default: automatic)")
-    parser.add_argument("--seed", type=int, default=0, help="data split and rate-encoder seed")
     add_json_flag(parser)
     parser.set_defaults(run=_cmd_simulate)
 
@@ -49,7 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def brian2_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Demo stage: the trained digits CNN on ``DEMO_SAMPLES`` test digits in Brian2, compared with torch."""
     from hardware.brian2.simulate import simulate
-
     print(f"[snn demo] brian2: re-running the digits network on {DEMO_SAMPLES} test samples", file=sys.stderr)
     checkpoint = context["results"]["train"]["checkpoint"]
     results = simulate(checkpoint, backend="brian2", samples=DEMO_SAMPLES, compare=True)
@@ -60,7 +58,8 @@ def brian2_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
         "## Cross-simulator check: Brian2",
         "",
         f"The trained network re-run in Brian2 {_brian2_version()} (discrete-time contract, "
-        f"{results['synapses'] // results['batch']:,} synapses per sample, {results['batch']} samples side by side, conv layers expanded to synapses, BatchNorm folded) on "
+        f"{results['synapses'] // results['batch']:,} synapses per sample, {results['batch']} samples side by side, "
+        "conv layers expanded to synapses, BatchNorm folded) on "
         f"{results['samples']} test digits, against the torch reference in float64.",
         "",
         "| metric | value |",

@@ -6,20 +6,20 @@ every file is written atomically.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, TensorDataset
 
 from snn import data, plots
-from snn.checkpoint import load_checkpoint
+from snn.app.distributed import DistContext, run_data_parallel
+from snn.checkpoint import save_checkpoint
 from snn.errors import SpikeforgeError
 from snn.fileio import write_json
 from snn.models import build_model
-from snn.training import FitConfig, Task, evaluate, fit, resolve_device, seed_everything
+from snn.training import FitConfig, Task, evaluate, fit, load_trained, resolve_device, seed_everything
 from snn.validation import check_timesteps
 
 
@@ -44,11 +44,6 @@ class TrainSettings:
     nproc: int = 1  # data-parallel worker processes (DDP); batch_size is the global batch
 
 
-def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator)
-
-
 def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     """Stratified split of the training set into (train, validation) for model selection."""
     if not 0 < fraction < 1:
@@ -58,13 +53,15 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
 
 
-def train_classifier(settings: TrainSettings, out_dir: str | Path, distributed=None) -> dict[str, Any]:
+def train_classifier(settings: TrainSettings, out_dir: str | Path,
+                     distributed: DistContext | None = None) -> dict[str, Any]:
     """Train, select on a validation split, test once; write checkpoint, curves and results.
 
     Writes ``model.pt``, ``training_curves.png`` and ``train.json`` into ``out_dir`` and
     returns the results dictionary (``test_accuracy``, ``timesteps``, ``epochs``, ...).
-    With ``settings.nproc > 1`` the work runs data-parallel (:mod:`snn.distributed`);
-    ``distributed`` is that module's per-process context (rank 0 writes the files).
+    With ``settings.nproc > 1`` the work runs data-parallel: :func:`snn.app.distributed.run_data_parallel`
+    calls this function in every process with ``distributed``, that process's place in the
+    group; rank 0 writes the files and returns the results, the other ranks return ``{}``.
     """
     check_timesteps(settings.timesteps)
     if settings.batch_size < 1:
@@ -72,8 +69,12 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path, distributed=N
     if settings.nproc < 1:
         raise SpikeforgeError(f"nproc must be at least 1, got {settings.nproc}")
     if settings.nproc > 1 and distributed is None:
-        from snn.distributed import launch_training
-        return launch_training(settings, out_dir)
+        if settings.batch_size < settings.nproc:
+            raise SpikeforgeError(f"global batch size {settings.batch_size} is smaller than --nproc "
+                                  f"{settings.nproc}; raise --batch-size")
+        return run_data_parallel(train_classifier, (settings, str(out_dir)), settings.nproc, settings.device)
+    if distributed is not None:
+        settings = replace(settings, device=str(distributed.device))
     config = FitConfig(epochs=settings.epochs, lr=settings.lr, seed=settings.seed, patience=settings.patience,
                        device=settings.device, progress=settings.progress)
     resolve_device(settings.device)
@@ -86,21 +87,21 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path, distributed=N
     out = Path(out_dir)
     checkpoint = out / "model.pt"
     meta = {"settings": asdict(settings), "dataset": settings.dataset}
-    train_loader = _loader(x_train, y_train, settings.batch_size, True, settings.seed)
-    val_loader = _loader(x_val, y_val, 256, False, settings.seed)
+    train_loader = data.tensor_loader(x_train, y_train, settings.batch_size, shuffle=True, seed=settings.seed)
+    val_loader = data.tensor_loader(x_val, y_val, 256, seed=settings.seed)
     if distributed is None:
         result = fit(model, task, train_loader, val_loader, config, checkpoint, meta)
     else:  # every rank sees the same validation accuracy, so all stop at the same epoch
         result = fit(distributed.wrap(model), task, distributed.shard(train_loader), val_loader, config, None, meta)
         if not distributed.is_main:
             return {}
-        from snn.checkpoint import save_checkpoint
         save_checkpoint(checkpoint, model, task.as_dict(),
                         {**meta, "epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                          "nproc": distributed.world_size})
-    test_accuracy = evaluate(model, task, _loader(split.x_test, split.y_test, 256, False, settings.seed),
-                             result.device)
-    curves = plots.plot_training_curves(result.history, out / "training_curves.png", title=f"{settings.arch} / {settings.neuron}, T={settings.timesteps}")
+    test_loader = data.tensor_loader(split.x_test, split.y_test, 256, seed=settings.seed)
+    test_accuracy = evaluate(model, task, test_loader, result.device)
+    curves = plots.plot_training_curves(result.history, out / "training_curves.png",
+                                        title=f"{settings.arch} / {settings.neuron}, T={settings.timesteps}")
     results = {
         "test_accuracy": test_accuracy, "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
         "timesteps": settings.timesteps, "epochs": len(result.history), "stopped_early": result.stopped_early,
@@ -114,24 +115,14 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path, distributed=N
     return results
 
 
-def load_trained(path: str | Path) -> tuple[torch.nn.Module, Task]:
-    """The network (in eval mode) and task of a checkpoint written by ``snn train``."""
-    checkpoint = load_checkpoint(path)
-    if "timesteps" not in checkpoint.task:
-        raise SpikeforgeError(f"checkpoint {path} has no task settings (timesteps); re-create it with 'snn train'")
-    return checkpoint.model.eval(), Task(**checkpoint.task)
-
-
 def evaluate_checkpoint(path: str | Path, dataset: str = "digits", data_dir: str | None = None,
                         device: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Test accuracy of a saved model on ``dataset``'s test split."""
     model, task = load_trained(path)
     split = data.load_dataset(dataset, data_dir, seed=seed)
-    if model.input_shape is not None and tuple(model.input_shape) != tuple(split.input_shape):
-        raise SpikeforgeError(f"model expects input {tuple(model.input_shape)} but dataset {dataset} has "
-                              f"{tuple(split.input_shape)}")
+    data.check_input_shape(model.input_shape, split)
     target = resolve_device(device)
     model.to(target)
-    accuracy = evaluate(model, task, _loader(split.x_test, split.y_test, 256, False, seed), target)
+    accuracy = evaluate(model, task, data.tensor_loader(split.x_test, split.y_test, 256, seed=seed), target)
     return {"test_accuracy": accuracy, "timesteps": task.timesteps, "dataset": dataset,
             "samples": len(split.y_test), "checkpoint": str(path)}

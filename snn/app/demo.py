@@ -25,9 +25,9 @@ from typing import Any, Callable
 import torch
 
 from snn import data, plots
+from snn.app.jobs import TrainSettings, train_classifier
 from snn.checkpoint import load_checkpoint
 from snn.fileio import write_json, write_text
-from snn.pipeline import TrainSettings, train_classifier
 from snn.recording import Recorder
 from snn.training import Task
 

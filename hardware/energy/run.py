@@ -1,0 +1,179 @@
+"""The job behind ``snn energy`` and the demo's energy stage: simulate, count, price, plot.
+
+:func:`run_energy` simulates the SNN (``snn convert``'s ``snn.pt`` or ``snn train``'s
+``model.pt``) on the test split at every T, counts its operations, and prices the counts at
+one T on every profile; the ANN (BatchNorm folded, as in the conversion) is counted once
+and priced on the same profiles.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from converters.factory import build_ann
+from converters.pipeline import check_fits
+from converters.storage import FORMAT as CONVERTED_FORMAT
+from converters.storage import load_converted
+from converters.tracing import normalize
+from hardware.energy.counting import NetworkCounts, OperationCounter
+from hardware.energy.profiles import Estimate, Profile, get_profile, parse_profiles, price
+from hardware.energy.report import estimate_json, layer_table, plot_layer_energy, plot_pareto, ratio
+from snn import data, encoders
+from snn.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from snn.checkpoint import load_checkpoint
+from snn.errors import SpikeforgeError
+from snn.fileio import load_torch_file, write_json
+from snn.training import Task
+
+BATCH = 128
+
+
+def _log(message: str) -> None:
+    print(f"[snn energy] {message}", file=sys.stderr, flush=True)
+
+
+def load_snn(path: str | Path) -> tuple[nn.Module, Callable[[torch.Tensor, int], torch.Tensor],
+                                        Callable[[torch.Tensor], torch.Tensor], int]:
+    """(model, encode(x, T), predict(output), default T) for a converted SNN or a trained checkpoint."""
+    path = Path(path)
+    header = load_torch_file(path, "--snn {path} does not exist; give snn convert's snn.pt or snn train's model.pt",
+                             "--snn {path} is not a readable torch file ({error})")
+    kind = header.get("format") if isinstance(header, dict) else None
+    if kind == CONVERTED_FORMAT:
+        model, _ = load_converted(path)
+        return model, encoders.direct, lambda out: out.sum(0).argmax(-1), 32
+    if kind == CHECKPOINT_FORMAT:
+        checkpoint = load_checkpoint(path)
+        task = checkpoint.task
+        steps = int(task.get("timesteps", 8))
+        encoder, readout = task.get("encoder", "direct"), task.get("readout", "membrane_mean")
+        generator = torch.Generator().manual_seed(0)
+        encode = lambda x, t: Task(t, encoder, readout).encode(x, generator)  # noqa: E731
+        return checkpoint.model.eval(), encode, Task(steps, encoder, readout).predict, steps
+    raise SpikeforgeError(f"--snn {path} is neither a converted SNN ('snn convert') nor a checkpoint ('snn train')")
+
+
+@torch.no_grad()
+def count_snn(model: nn.Module, encode: Callable, predict: Callable, x: torch.Tensor, y: torch.Tensor,
+              steps: int) -> tuple[NetworkCounts, float]:
+    """Simulate ``x`` for ``steps`` under the counter: (counts per inference, accuracy)."""
+    correct = 0
+    with OperationCounter(model, "snn") as counter:
+        for start in range(0, len(x), BATCH):
+            out = model(encode(x[start:start + BATCH], steps))
+            correct += int((predict(out) == y[start:start + BATCH]).sum())
+    return counter.counts().per_inference(), correct / len(x)
+
+
+@torch.no_grad()
+def count_ann(ann: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[NetworkCounts, float]:
+    correct = 0
+    with OperationCounter(ann, "ann") as counter:
+        for start in range(0, len(x), BATCH):
+            correct += int((ann(x[start:start + BATCH]).argmax(-1) == y[start:start + BATCH]).sum())
+    return counter.counts().per_inference(), correct / len(x)
+
+
+def _profile_block(snn: tuple[NetworkCounts, Estimate], ann: tuple[NetworkCounts, Estimate] | None) -> dict[str, Any]:
+    block = {"snn": estimate_json(*snn)}
+    block["energy_per_inference_j"] = snn[1].total_j
+    if ann is not None:
+        block["ann"] = estimate_json(*ann)
+        block["ann_energy_per_inference_j"] = ann[1].total_j
+        block["snn_to_ann_ratio"] = ratio(snn[1], ann[1])
+    return block
+
+
+def run_energy(snn_path: str | Path, ann: str | None = None, weights: str | Path | None = None,
+               dataset: str = "digits", timesteps: Sequence[int] | None = None, profiles: str = "loihi,cmos45",
+               samples: int | None = None, out_dir: str | Path | None = None, data_dir: str | None = None,
+               seed: int = 0, strict: bool = False, fallback: str | None = None,
+               ann_profile: str = "cmos45", price_at: int | str | None = None) -> dict[str, Any]:
+    """The job behind ``snn energy``; returns the JSON (and writes it and the plots under ``out_dir``).
+
+    The tables are priced at ``price_at``: one of ``timesteps`` (default the largest), or
+    ``"ann"``: the smallest T whose accuracy is within 1 point of the ANN's (the largest if
+    none is). The accuracy-energy curve covers every T.
+    """
+    chosen = parse_profiles(profiles)
+    reference = get_profile(ann_profile)
+    spare = get_profile(fallback) if fallback else None
+    if ann is None and weights is not None:
+        raise SpikeforgeError("--weights needs --ann package.module:factory (the ANN they belong to)")
+    split = data.load_dataset(dataset, data_dir, seed=seed)
+    count = len(split.x_test) if samples is None else min(samples, len(split.x_test))
+    x, y = split.x_test[:count], split.y_test[:count]
+    model, encode, predict, default_steps = load_snn(snn_path)
+    steps_list = sorted(set(timesteps)) if timesteps else [default_steps]
+    curves: dict[int, tuple[NetworkCounts, float]] = {}
+    for steps in steps_list:
+        _log(f"simulating {count} samples at T = {steps}")
+        curves[steps] = count_snn(model, encode, predict, x, y, steps)
+    ann_counts = ann_estimates = ann_accuracy = None
+    if ann is not None:
+        built = build_ann(ann, weights)
+        check_fits(built, split, ann)
+        ann_model = normalize(built)  # BatchNorm folded, Dropout removed, as in the SNN
+        ann_counts, ann_accuracy = count_ann(ann_model, x, y)
+    if price_at == "ann":
+        if ann_accuracy is None:
+            raise SpikeforgeError("price_at='ann' needs the ANN (--ann) to compare accuracies with")
+        close = [t for t, (_, a) in curves.items() if a >= ann_accuracy - 0.01]
+        price_at = min(close) if close else steps_list[-1]
+    if price_at is not None and price_at not in curves:
+        raise SpikeforgeError(f"price_at T = {price_at} is not among the simulated timesteps {steps_list}")
+    main_steps = steps_list[-1] if price_at is None else price_at
+    counts, accuracy = curves[main_steps]
+
+    def estimate(c: NetworkCounts, profile: Profile) -> Estimate:
+        return price(c, profile, strict, None if profile.all_in else spare)
+
+    snn_estimates = {p.name: estimate(counts, p) for p in chosen}
+    result: dict[str, Any] = {"dataset": dataset, "samples": count, "timesteps": main_steps,
+                              "snn": {"path": str(snn_path), "accuracy": accuracy, "counts": counts.as_dict()},
+                              "fallback": fallback, "profiles": {},
+                              # an all-in figure takes nothing on top: its unpriced counts stay listed
+                              "fallback_not_applied": [p.name for p in chosen if spare and p.all_in]}
+    if ann_counts is not None:
+        ann_estimates = {p.name: price(ann_counts, p, strict) for p in [*chosen, reference]}
+        result["ann"] = {"factory": ann, "weights": None if weights is None else str(weights),
+                         "accuracy": ann_accuracy, "counts": ann_counts.as_dict(), "reference_profile": reference.name,
+                         "energy_per_inference_j": ann_estimates[reference.name].total_j}
+    for p in chosen:
+        ann_pair = None if ann_counts is None else (ann_counts, ann_estimates[p.name])
+        block = _profile_block((counts, snn_estimates[p.name]), ann_pair)
+        if ann_counts is not None:
+            block[f"snn_to_ann_{reference.name}_ratio"] = ratio(snn_estimates[p.name], ann_estimates[reference.name])
+        block["pareto"] = [{"timesteps": t, "accuracy": a, "energy_per_inference_j": estimate(c, p).total_j}
+                           for t, (c, a) in curves.items()]
+        result["profiles"][p.name] = block
+    result["table"] = layer_table("SNN", counts, list(snn_estimates.values()))
+    if ann_counts is not None:
+        result["ann_table"] = layer_table("ANN", ann_counts, [ann_estimates[p.name] for p in chosen], notes=False)
+    if out_dir is not None:
+        result["plots"] = write_plots(Path(out_dir), result, counts, snn_estimates, ann_counts, ann_estimates,
+                                      reference)
+        result["json"] = str(write_json(Path(out_dir) / "energy.json", result))
+    return result
+
+
+def write_plots(out: Path, result: dict[str, Any], counts: NetworkCounts, snn_estimates: dict[str, Estimate],
+                ann_counts: NetworkCounts | None, ann_estimates: dict[str, Estimate] | None,
+                reference: Profile) -> dict[str, str]:
+    bars = {f"SNN on {name}": (counts, e) for name, e in snn_estimates.items()}
+    references: dict[str, tuple[float, float]] = {}
+    if ann_counts is not None and ann_estimates is not None:
+        bars[f"ANN on {reference.name}"] = (ann_counts, ann_estimates[reference.name])
+        references[f"ANN on {reference.name}"] = (ann_estimates[reference.name].total_j, result["ann"]["accuracy"])
+    layers = plot_layer_energy(bars, out / "energy_layers.png",
+                               title=f"energy per inference by layer (T = {result['timesteps']})")
+    curves = {f"SNN on {name}" + ("" if snn_estimates[name].complete else " (incomplete)"):
+              [(p["timesteps"], p["energy_per_inference_j"], p["accuracy"]) for p in block["pareto"]]
+              for name, block in result["profiles"].items()}
+    pareto = plot_pareto(curves, out / "energy_pareto.png", references)
+    return {"layers": str(layers), "pareto": str(pareto)}

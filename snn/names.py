@@ -1,0 +1,15 @@
+"""The names the command line offers as choices, kept free of heavy imports.
+
+``snn --help`` builds its parser from these tuples without importing torch. Each is the
+key list of a table in the module that owns the thing named (the tests check they agree):
+
+- :data:`DATASETS`: :func:`snn.data.load_dataset`'s datasets;
+- :data:`ARCHITECTURES`: :func:`snn.models.build_model`'s architectures;
+- :data:`NEURON_FLAGS`: the keys of :data:`snn.neurons.NEURONS_BY_FLAG`, in its order.
+"""
+
+from __future__ import annotations
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+ARCHITECTURES = ("mlp", "cnn")
+NEURON_FLAGS = ("if", "lif", "cuba", "alif")
