@@ -1,8 +1,8 @@
-"""Event-driven Linear forward (snn.event_linear) against torch's dense linear, by input density and width.
+"""Event-driven Linear forward (snn.kernels.event_linear) against torch's dense linear, by input density and width.
 
 Prints, per (outputs, density), the median ms of ``torch.nn.functional.linear`` and of
 ``EventLinear.apply`` on ``[3200, 784]`` float32 spike input (the MLP row's layer 1:
-T=25 x B=128 samples), and the ratio. The limits in ``snn/event_linear.py``
+T=25 x B=128 samples), and the ratio. The limits in ``snn/kernels/event_linear.py``
 (``MAX_DENSITY``, ``MAX_DENSITY_NARROW``, ``MIN_OUT_FEATURES``) come from this table.
 
 Run: ``python benchmarks/event_linear_speed.py [--repeats 21]``
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from snn.event_linear import EventLinear
+from snn.kernels.event_linear import EventLinear
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -8,7 +8,7 @@ non-zero (the ones that spiked)::
     I[t] = b + sum_{j : x_j[t] != 0} x_j[t] * W^T[j, :]
 
 The neuron layer after it then runs the dynamics contract on ``I`` (the fused kernel of
-:mod:`snn.fused`, forward only). Spikes of one layer are the events of the next. State is
+:mod:`snn.kernels`, forward only). Spikes of one layer are the events of the next. State is
 kept between calls, so a stream can be fed in chunks of any length::
 
     net = EventDrivenNetwork.from_sequential(model)      # Linear / neuron stacks
@@ -30,8 +30,8 @@ from torch import nn
 
 from snn import functional as F
 from snn.errors import SpikeforgeError
-from snn.event_linear import event_currents
-from snn.fused import FusedConfig, numba_available
+from snn.kernels import FusedConfig, FusedScan, numba_available
+from snn.kernels.event_linear import event_currents
 from snn.neurons import ALIF, Integrator, NeuronLayer, _CubaFamily
 
 if numba_available():
@@ -79,7 +79,7 @@ class _Neuron:
         shape = torch.Size([width])
         with torch.no_grad():
             if self.integrator:
-                p = (layer.beta.clamp(0, 1), layer.bias)
+                p = tuple(layer.parameters_now())
             elif isinstance(layer, ALIF):
                 p = tuple(layer.parameters_now())
             elif isinstance(layer, _CubaFamily):
@@ -105,7 +105,6 @@ class _Neuron:
                 v.mul_(self.params[0]).add_(torch.from_numpy(currents[t])).add_(self.params[1])
                 out[t] = v.numpy()
             return out
-        from snn.fused import FusedScan
         cfg = FusedConfig(self.layer.surrogate, self.layer.reset, self.layer.detach_reset,
                           adaptive=isinstance(self.layer, ALIF))
         with torch.no_grad():

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 from snn.errors import SpikeforgeError
-from snn.event_linear import event_linear
+from snn.kernels.event_linear import event_linear
 from snn.neurons import ALIF, NeuronLayer, _CubaFamily
 from snn.validation import check_time_major
 
@@ -40,7 +40,7 @@ class Sequential(nn.Sequential):
     neuron layer (a list, ``None`` for stateless layers), to continue a stream.
 
     On CPU, a plain ``nn.Linear`` whose input is sparse (spikes, event frames) runs
-    event-driven (:mod:`snn.event_linear`: only the weight rows of non-zero inputs are
+    event-driven (:mod:`snn.kernels.event_linear`: only the weight rows of non-zero inputs are
     added; same result up to the sum's rounding order). ``event_driven_linear=False`` turns
     that off; a layer with hooks always runs its own ``forward``.
 

@@ -182,7 +182,7 @@ class _CubaFamily(NeuronLayer):
 
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
                     donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
-        from snn.fused import cuba_scan
+        from snn.kernels import cuba_scan
         return cuba_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset,
                          self._input_name(), donate_input)
 
@@ -292,7 +292,7 @@ class ALIF(NeuronLayer):
 
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
                     donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
-        from snn.fused import alif_scan
+        from snn.kernels import alif_scan
         return alif_scan(x, state, self.parameters_now(), self.surrogate, self.reset, self.detach_reset,
                          self._input_name(), donate_input)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from snn.errors import SpikeforgeError
-from snn.fused import numba_available
+from snn.kernels import numba_available
 from snn.network import Sequential
 from snn.neurons import ALIF, LIF, CubaLIF
 

@@ -1,4 +1,4 @@
-"""The event-driven Linear (snn.event_linear) against torch's dense linear, and its use in Sequential."""
+"""The event-driven Linear (snn.kernels.event_linear) against torch's dense linear, and its use in Sequential."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from snn import event_linear as el
+from snn.kernels import event_linear as el
 from snn.network import Sequential
 from snn.neurons import LIF
 
-pytestmark = pytest.mark.skipif(not el.fused.numba_available(), reason="numba not installed")
+pytestmark = pytest.mark.skipif(not el.numba_scan.numba_available(), reason="numba not installed")
 
 
 def _graph_names(t: torch.Tensor) -> set[str]:

@@ -1,4 +1,4 @@
-"""Fused time loop (snn.fused) against the plain step-by-step reference (snn.functional.scan).
+"""Fused time loop (snn.kernels) against the plain step-by-step reference (snn.functional.scan).
 
 Forward spikes must be identical and every gradient (input, learnable decays, threshold,
 bias, ALIF's rho/gamma, the initial state) within 1e-6 in float64, for every neuron model,
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from snn import functional as F
-from snn import fused
 from snn import surrogate as surrogates
+from snn.kernels import layout, numba_scan, scan
 from snn.neurons import ALIF, IF, LIF, CubaLIF
 
 STEPS, BATCH, FEATURES = 30, 3, 6
@@ -41,11 +41,11 @@ def _both(model: str, sg, reset: str, detach: bool, dtype=torch.float64, seed: i
     if model == "alif":
         params, state = F.AlifParameters(**p), F.AlifState(*init)
         ref_out, ref_state, _ = F.scan(lambda xt, s: F.alif_step(xt, s, params, sg, reset, detach), x, state)
-        out, out_state = fused.alif_scan(x, state, params, sg, reset, detach)
+        out, out_state = scan.alif_scan(x, state, params, sg, reset, detach)
     else:
         params, state = F.CubaParameters(**p), F.CubaState(*init[:2])
         ref_out, ref_state, _ = F.scan(lambda xt, s: F.cuba_step(xt, s, params, sg, reset, detach), x, state)
-        out, out_state = fused.cuba_scan(x, state, params, sg, reset, detach)
+        out, out_state = scan.cuba_scan(x, state, params, sg, reset, detach)
     targets = [x, *p.values(), *state]
     w = torch.linspace(-1, 1, x.numel(), dtype=dtype).reshape(x.shape)
 
@@ -90,11 +90,11 @@ def test_scalar_constant_parameters_match_reference(model: str, reset: str, with
     if model == "alif":
         params, start = F.AlifParameters(**p), F.AlifState(*(init if with_state else zeros))
         ref_out, ref_state, _ = F.scan(lambda xt, s: F.alif_step(xt, s, params, sg, reset, True), x, start)
-        out, out_state = fused.alif_scan(x, start if with_state else None, params, sg, reset, True)
+        out, out_state = scan.alif_scan(x, start if with_state else None, params, sg, reset, True)
     else:
         params, start = F.CubaParameters(**p), F.CubaState(*(init if with_state else zeros)[:2])
         ref_out, ref_state, _ = F.scan(lambda xt, s: F.cuba_step(xt, s, params, sg, reset, True), x, start)
-        out, out_state = fused.cuba_scan(x, start if with_state else None, params, sg, reset, True)
+        out, out_state = scan.cuba_scan(x, start if with_state else None, params, sg, reset, True)
     assert torch.equal(out, ref_out), "forward spikes differ"
     assert 0 < out.mean() < 1
     for a, b in zip(out_state, ref_state):
@@ -114,7 +114,7 @@ def test_scalar_constant_parameters_match_reference(model: str, reset: str, with
 @pytest.mark.parametrize("model", ["lif", "alif"])
 def test_custom_surrogate_uses_torch_backward(model: str) -> None:
     sg = surrogates.custom(lambda z: torch.exp(-z.abs()))
-    assert fused.FusedConfig(sg).kernel_code == -1
+    assert layout.FusedConfig(sg).kernel_code == -1
     out, ref, _, _, ours, theirs, names = _both(model, sg, "subtract", False)
     assert torch.equal(out, ref)
     for n, a, b in zip(names, ours, theirs):
@@ -131,7 +131,7 @@ def test_float32_spikes_identical(model: str) -> None:
 @pytest.mark.parametrize("parallel", [True, False])
 def test_parallel_and_serial_kernels_agree(parallel: bool, monkeypatch) -> None:
     """Big enough to split across threads when PARALLEL_MIN_ELEMENTS allows it."""
-    monkeypatch.setattr(fused, "PARALLEL_MIN_ELEMENTS", 1 if parallel else None)
+    monkeypatch.setattr(numba_scan, "PARALLEL_MIN_ELEMENTS", 1 if parallel else None)
     out, ref, _, _, ours, theirs, names = _both("alif", surrogates.get("sigmoid"), "zero", False)
     assert torch.equal(out, ref)
     for n, a, b in zip(names, ours, theirs):

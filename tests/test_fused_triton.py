@@ -1,8 +1,8 @@
-"""Triton kernels of the fused scan (snn.fused_triton) against the numba kernels and the torch
-loops of snn.fused, which are their specification.
+"""Triton kernels of the fused scan (snn.kernels.triton_scan) against the numba kernels and the torch
+loops (snn.kernels.numba_scan, snn.kernels.torch_scan), which are their specification.
 
 Without a GPU the kernels run in Triton's interpreter on CPU tensors. Triton reads
-``TRITON_INTERPRET`` when ``triton.jit`` wraps a function, and snn.fused_triton wraps its
+``TRITON_INTERPRET`` when ``triton.jit`` wraps a function, and snn.kernels.triton_scan wraps its
 kernels at their first launch under the setting of that moment, so the ``interpret``
 fixture sets the variable for each interpreter test only (it never leaks into other test
 modules, whose CUDA runs must compile) and import order does not matter.
@@ -22,7 +22,6 @@ compares compiled CUDA runs with the CPU numba kernels.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pytest
@@ -30,13 +29,13 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from snn import fused  # noqa: E402
-from snn import fused_triton as ft  # noqa: E402
 from snn import surrogate as surrogates  # noqa: E402
+from snn.kernels import layout, numba_scan, scan, torch_scan  # noqa: E402
+from snn.kernels import triton_scan as ft  # noqa: E402
 
 STEPS, BATCH, FEATURES = 10, 2, 37  # 37 = 2 full blocks of 16 and a masked tail of 5
 MODELS = ("if", "lif", "cuba", "alif")
-CODE_NAMES = {code: name for name, code in fused.SURROGATE_CODES.items()}
+CODE_NAMES = {code: name for name, code in layout.SURROGATE_CODES.items()}
 ALL = (True,) * 6
 CUBA_NEEDS = (True,) * 4 + (False, False)  # rho and gamma do not enter CUBA (as FusedScan passes them)
 
@@ -73,17 +72,17 @@ def _case(model: str, dtype=torch.float64, seed: int = 0, shape=(STEPS, BATCH, F
     return conv[0], conv[1:4], tuple(conv[4:])
 
 
-def _cfg(reset: str, detach: bool, adaptive: bool, code: int = 0, slope: float = 2.0) -> fused.FusedConfig:
-    cfg = fused.FusedConfig(surrogates.get(CODE_NAMES[code], slope=slope), reset, detach, adaptive)
+def _cfg(reset: str, detach: bool, adaptive: bool, code: int = 0, slope: float = 2.0) -> layout.FusedConfig:
+    cfg = layout.FusedConfig(surrogates.get(CODE_NAMES[code], slope=slope), reset, detach, adaptive)
     assert cfg.kernel_code == code
     return cfg
 
 
-def _serial(factory, *flags):
-    """The serial numba kernel of ``factory(*flags)``; flags that snn.fused may add after these
-    (such as zero_state / zero_final) stay off."""
-    extra = len(inspect.signature(factory).parameters) - len(flags)
-    return factory(*flags, *(False,) * extra)[0]
+def _serial(factory, subtract, adaptive, detach=True, code=0, needs=(False,) * 6):
+    """The serial numba kernel of ``factory`` for these flags; the others (such as zero_start /
+    zero_final) keep their defaults (off)."""
+    return factory(layout.KernelFlags(subtract=subtract, adaptive=adaptive, detach=detach, code=code,
+                                      needs=tuple(needs)))[0]
 
 
 def _numba_forward(x, state, params, subtract, adaptive):
@@ -93,10 +92,10 @@ def _numba_forward(x, state, params, subtract, adaptive):
     x = x.cpu()
     i, v, a = (s.cpu().clone() for s in state)
     spikes = torch.empty_like(x)
-    _serial(fused._forward_kernels, subtract, adaptive)(
+    _serial(numba_scan._forward_kernels, subtract, adaptive)(
         x.numpy(), i.numpy(), v.numpy(), a.numpy(), torch.stack(params).cpu().numpy(), spikes.numpy())
-    cfg = fused.FusedConfig(surrogates.get("fast_sigmoid"), "subtract" if subtract else "zero", True, adaptive)
-    _, _, vstore = fused._torch_forward(x, [s.cpu() for s in state], [p.cpu() for p in params], cfg, True)
+    cfg = layout.FusedConfig(surrogates.get("fast_sigmoid"), "subtract" if subtract else "zero", True, adaptive)
+    _, _, vstore = torch_scan._torch_forward(x, [s.cpu() for s in state], [p.cpu() for p in params], cfg, True)
     return spikes, vstore, (i, v, a)
 
 
@@ -123,7 +122,7 @@ def _numba_backward(gs, grads, x, state, params, subtract, adaptive, detach, cod
     gx = torch.empty(x.shape, dtype=x.dtype)
     gparams = torch.empty((6, *g_i.shape), dtype=x.dtype)
     state = [s.cpu() for s in state]
-    _serial(fused._backward_kernels, subtract, adaptive, detach, code, needs)(
+    _serial(numba_scan._backward_kernels, subtract, adaptive, detach, code, needs)(
         float(slope), gs.cpu().contiguous().numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), x.cpu().numpy(),
         *(s.numpy() for s in state), torch.stack(params).cpu().numpy(), gx.numpy(), gparams.numpy())
     return gx, (g_i, g_v, g_a), [q if need else None for q, need in zip(gparams, needs)]
@@ -180,16 +179,16 @@ def _check_backward(model, reset, detach, code, needs, *, slope=2.0, dtype=torch
         _close(ours[0], ref[0], "dL/dx (vs numba)", same)
         for name, a, b in zip(("g_i", "g_v", "g_a"), ours[1], ref[1]):
             _close(a, b, f"{name} (vs numba)", same)
-        for name, a, b in zip(fused._PARAM_NAMES, ours[2], ref[2]):
+        for name, a, b in zip(layout.PARAM_NAMES, ours[2], ref[2]):
             if a is not None:
                 _close(a, b, f"gradient of {name} (vs numba)", same)
     if torch_reference:
         cfg = _cfg(reset, detach, adaptive, code, slope)
-        gx, g_state, ref_grads = fused._torch_backward(gs, *grads, vstore, state, params, cfg, needs[0])
+        gx, g_state, ref_grads = torch_scan._torch_backward(gs, *grads, vstore, state, params, cfg, needs[0])
         _close(ours[0], gx, "dL/dx (vs torch loop)", tol)
         for name, a, b in zip(("g_i", "g_v", "g_a"), ours[1], g_state):
             _close(a, b, f"{name} (vs torch loop)", tol)
-        for name, a in zip(fused._PARAM_NAMES, ours[2]):
+        for name, a in zip(layout.PARAM_NAMES, ours[2]):
             if a is not None:
                 _close(a, ref_grads[name], f"gradient of {name} (vs torch loop)", tol)
 
@@ -207,7 +206,7 @@ def test_forward_matches_numba_and_torch(interpret, model: str, reset: str, dtyp
     assert torch.equal(spikes, ref_spikes), "forward spikes differ from numba"
     for name, a, b in zip("iva", final, ref_final):
         assert torch.equal(a, b), f"final {name} differs from numba"
-    t_spikes, t_final, t_vstore = fused._torch_forward(x, state, params, _cfg(reset, True, adaptive), True)
+    t_spikes, t_final, t_vstore = torch_scan._torch_forward(x, state, params, _cfg(reset, True, adaptive), True)
     assert torch.equal(spikes, t_spikes), "forward spikes differ from the torch loop"
     assert torch.equal(vstore, t_vstore), "stored membrane differs from the torch loop"
     for name, a, b in zip("iva", final, t_final):
@@ -322,7 +321,7 @@ def _compile(fn, dtype: str, constants: dict, ints: str = "i32"):
     from triton.compiler import ASTSource
     from triton.runtime import JITFunction
 
-    jit = JITFunction(fn)
+    jit = JITFunction(ft._bound(fn, interpret=False))  # with the device functions it calls, compiled too
     signature = {n: f"*{dtype}" if n.endswith("_ptr") else ints for n in jit.arg_names}
     if "slope" in signature:
         signature["slope"] = "fp64"
@@ -379,7 +378,7 @@ def test_fused_scan_routes_through_triton(interpret, monkeypatch, cls_name: str,
     """FusedScan wired to the Triton backend (forced onto CPU tensors, interpreter on) equals
     the step-by-step reference: spikes and final state identical, gradients within 1e-6."""
     from snn import neurons
-    monkeypatch.setattr(fused, "FORCED_BACKEND", "triton")
+    monkeypatch.setattr(scan, "FORCED_BACKEND", "triton")
     launched = []
     forward = ft.triton_forward
     monkeypatch.setattr(ft, "triton_forward", lambda *a, **k: (launched.append(1), forward(*a, **k))[1])
@@ -408,7 +407,7 @@ def test_fused_scan_routes_through_triton(interpret, monkeypatch, cls_name: str,
 
 
 def test_forced_backend_must_be_known(monkeypatch) -> None:
-    monkeypatch.setattr(fused, "FORCED_BACKEND", "cuda-magic")
+    monkeypatch.setattr(scan, "FORCED_BACKEND", "cuda-magic")
     from snn.errors import SpikeforgeError
     from snn.neurons import LIF
     with pytest.raises(SpikeforgeError, match="not a fused backend"):

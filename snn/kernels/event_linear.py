@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from snn import fused
+from snn.kernels import numba_scan
 
 # Where the event-driven forward beats torch's matmul, measured on a 2-core AVX-512 CPU
 # (float32, 784 inputs): the break-even density is ~0.17 at 64 outputs, ~0.3 at 128 and
@@ -38,7 +38,7 @@ MAX_DENSITY_NARROW = 0.12  # for MIN_OUT_FEATURES .. WIDE_OUT_FEATURES - 1 outpu
 DENSITY_PROBE_ROWS = 256
 _ROWS_PER_ITEM = 16  # samples per parallel work item (one scratch index array each)
 
-if fused.numba_available():
+if numba_scan.numba_available():
     from numba import njit, prange
 
     @njit(inline="always", cache=True, boundscheck=False)
@@ -71,7 +71,7 @@ if fused.numba_available():
                 out_row[q] += v * w[q]
             r += 1
 
-    # Serial and parallel drivers are two functions on purpose (see snn.fused: one function
+    # Serial and parallel drivers are two functions on purpose (see snn.kernels.numba_scan: one function
     # jitted both ways shares numba's cache entry).
     @njit(cache=True, nogil=True, boundscheck=False)
     def event_currents_serial(x, weight_t, bias, out):
@@ -96,7 +96,8 @@ def event_currents(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.
     ``weight_t [in, out]`` and ``bias [out]`` must be C-contiguous arrays of ``x``'s dtype.
     """
     out = np.empty((x.shape[0], weight_t.shape[1]), dtype=weight_t.dtype)
-    parallel = fused.PARALLEL_MIN_ELEMENTS is not None and x.size >= fused.PARALLEL_MIN_ELEMENTS
+    threshold = numba_scan.PARALLEL_MIN_ELEMENTS
+    parallel = threshold is not None and x.size >= threshold
     (event_currents_parallel if parallel else event_currents_serial)(x, weight_t, bias, out)
     return out
 
@@ -124,7 +125,7 @@ class EventLinear(torch.autograd.Function):
 
 def worth_it(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the event-driven forward is expected to beat the dense matmul for this input."""
-    if not (fused.numba_available() and x.device.type == "cpu" and x.dim() == 2
+    if not (numba_scan.numba_available() and x.device.type == "cpu" and x.dim() == 2
             and x.dtype in (torch.float32, torch.float64) and weight.dtype == x.dtype
             and weight.shape[0] >= MIN_OUT_FEATURES and x.shape[0] > 0):
         return False

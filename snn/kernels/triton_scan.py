@@ -1,13 +1,13 @@
 """Fused multi-step neuron scan as Triton kernels, for CUDA tensors.
 
-The same algorithm as the numba kernels of :mod:`snn.fused` (which are the specification),
+The same algorithm as the numba kernels of :mod:`snn.kernels.numba_scan` (which are the specification),
 written once for the GPU: one Triton program per block of ``BLOCK`` features of one batch
 row (grid ``(B, cdiv(F, BLOCK))``), the loop over time inside the kernel and the neuron
 state in registers. Layout: ``x, spikes, vstore [T, B, F]`` contiguous; states
 ``i, v, a [B, F]`` contiguous (a only with ALIF); parameters ``alpha, beta, theta, bias, rho, gamma`` as
 contiguous ``[F]`` arrays (one value per feature, shared by the batch).
 
-The equations, forward and backward, are those of :mod:`snn.fused`; here the backward reads
+The equations, forward and backward, are those of :mod:`snn.kernels`; here the backward reads
 the stored pre-reset membrane v[t] (``vstore``) where the numba kernels replay the forward
 from x.
 
@@ -30,10 +30,20 @@ import contextlib
 import functools
 import math
 import os
+import types
 
 import torch
 
-from snn.fused import _PARAM_NAMES  # alpha..gamma, the order of params and parts
+from snn.errors import SpikeforgeError
+from snn.kernels.layout import (
+    PARAM_NAMES,
+    FusedConfig,
+    Saved,
+    compilable,
+    flat_parameters,
+)
+from snn.kernels.torch_scan import membrane_backward_inputs
+from snn.validation import NEURON_INPUT_FIX, check_finite
 
 try:  # triton is optional; without it the fused scan runs its torch loop on CUDA
     import triton
@@ -42,6 +52,7 @@ except ImportError:  # pragma: no cover - exercised only where triton is missing
     triton = None
     tl = None
 
+NAME = "triton"
 BLOCK_MAX = 512  # features per program at most (two per thread, so up to 8 warps)
 BLOCK_MIN = 16
 # kernels read only constexpr globals
@@ -61,11 +72,121 @@ def triton_available() -> bool:
     return triton is not None and (_interpret() or torch.cuda.is_available())
 
 
+def available(x: torch.Tensor, cfg: FusedConfig, forced: bool = False) -> bool:
+    """CUDA tensors (any device when ``forced``) of float32 / float64 with a built-in surrogate,
+    where triton can run; forced where it cannot raises, naming the fix."""
+    if not compilable(x, cfg):
+        return False
+    if forced and not triton_available():
+        raise SpikeforgeError("SPIKEFORGE_FUSED_BACKEND=triton, but triton cannot run here; install triton and "
+                              "use a CUDA device (or set TRITON_INTERPRET=1 for its CPU interpreter)")
+    return triton_available()
+
+
 # --------------------------------------------------------------------------- kernels
 # Plain functions, wrapped by ``triton.jit`` in ``_kernel`` at their first launch (see the module
-# docstring). They call only triton builtins: triton's own jit-ed helpers (tl.zeros, tl.sum,
-# tl.sigmoid, ...) were wrapped when triton was imported and do not run in an interpreter
-# switched on later.
+# docstring), together with the device functions they call (``_DEVICE_FUNCTIONS``, wrapped under
+# the same setting; the compiler inlines them). They call only triton builtins besides: triton's
+# own jit-ed helpers (tl.zeros, tl.sum, tl.sigmoid, ...) were wrapped when triton was imported and
+# do not run in an interpreter switched on later.
+def _forward_step(i, v, a, x, al, be, thr, bi, rh, ga, SUBTRACT: tl.constexpr, ADAPTIVE: tl.constexpr):
+    """One forward neuron-step (the equations of :mod:`snn.kernels`) on a block of neurons:
+    ``(i[t], v[t], s[t], vr[t], a[t])`` from ``i, vr, a`` of step t-1 and the input x[t]."""
+    i = al * i + x
+    vt = be * v + i + bi
+    if ADAPTIVE:
+        th = thr + ga * a
+    else:
+        th = thr
+    fire = vt - th > 0
+    # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
+    if SUBTRACT:
+        v = tl.where(fire, vt - th, vt)
+    else:
+        v = tl.where(fire, 0.0, vt)
+    if ADAPTIVE:
+        a = rh * a + fire.to(vt.dtype)
+    return i, vt, fire, v, a
+
+
+def _surrogate_grad(z, k, zero, CODE: tl.constexpr):
+    """sigma'(z) of surrogate ``CODE`` (SURROGATE_CODES) with slope k."""
+    if CODE == 0:  # fast_sigmoid
+        d = 1.0 + k * tl.abs(z)
+        sg = 1.0 / (d * d)
+    elif CODE == 1:  # arctan
+        u = k * HALF_PI * z  # (pi/2 k) z as the reference rounds it
+        sg = (k / 2) / (1.0 + u * u)
+    elif CODE == 2:  # sigmoid
+        e = 1.0 / (1.0 + tl.exp(-k * z))
+        sg = k * e * (1.0 - e)
+    elif CODE == 3:  # triangle
+        sg = k * tl.maximum(zero, 1.0 - k * tl.abs(z))
+    else:  # boxcar
+        sg = tl.where(tl.abs(k * z) < 0.5, k, zero)
+    return sg
+
+
+def _reset_membrane(v, th, SUBTRACT: tl.constexpr):
+    """vr from the pre-reset membrane v and its threshold th, exactly as the forward formed it."""
+    fire = v - th > 0
+    if SUBTRACT:
+        vr = tl.where(fire, v - th, v)
+    else:
+        vr = tl.where(fire, 0.0 * v, v)
+    return vr
+
+
+def _adjoint_step(v, ds, g_i, g_vr, g_a, a_prev, vp, di_next, acc, al, be, thr, bi, rh, ga, k, zero,
+                  SUBTRACT: tl.constexpr, ADAPTIVE: tl.constexpr, DETACH: tl.constexpr, CODE: tl.constexpr,
+                  NEED_ALPHA: tl.constexpr, NEED_BETA: tl.constexpr, NEED_THETA: tl.constexpr,
+                  NEED_BIAS: tl.constexpr, NEED_RHO: tl.constexpr, NEED_GAMMA: tl.constexpr):
+    """One adjoint neuron-step (BPTT, step t; the equations of :mod:`snn.kernels`) on a block of
+    neurons, the mirror of :func:`_forward_step`: from v[t], dL/ds[t] ``ds``, a[t-1], vr[t-1]
+    ``vp`` and the adjoints of step t+1, ``(dL/dx[t], g_i, g_vr, g_a of step t, di_next, acc)``;
+    ``acc`` holds the six parameter-gradient sums (alpha..gamma), ``di_next`` g_i[t+1] for alpha's."""
+    acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma = acc
+    if ADAPTIVE:
+        th = thr + ga * a_prev
+    else:
+        th = thr
+    s = (v - th > 0).to(v.dtype)  # the forward's spike, recomputed bit for bit
+    if SUBTRACT:
+        dv = g_vr
+        dth = -s * g_vr
+        dr = -th * g_vr
+    else:
+        dv = g_vr * (1.0 - s)
+        dth = 0.0 * g_vr
+        dr = -v * g_vr
+    if ADAPTIVE:
+        ds += g_a
+    if not DETACH:
+        ds += dr
+    dz = ds * _surrogate_grad(v - th, k, zero, CODE)
+    dv += dz
+    dth -= dz
+    if NEED_THETA:
+        acc_theta += dth
+    if ADAPTIVE:
+        if NEED_GAMMA:
+            acc_gamma += dth * a_prev
+        if NEED_RHO:
+            acc_rho += g_a * a_prev
+        g_a = rh * g_a + ga * dth
+    if NEED_BETA:
+        acc_beta += dv * vp
+    if NEED_BIAS:
+        acc_bias += dv
+    g_vr = be * dv
+    di = g_i + dv
+    if NEED_ALPHA:
+        acc_alpha += di_next * (v - be * vp - bi)  # dL/di[t+1] * i[t]
+        di_next = di
+    g_i = al * di
+    return di, g_i, g_vr, g_a, di_next, (acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma)
+
+
 def _forward_kernel(x_ptr, i_ptr, v_ptr, a_ptr, alpha_ptr, beta_ptr, theta_ptr, bias_ptr, rho_ptr, gamma_ptr,
                     s_ptr, vs_ptr, steps, features, stride,
                     SUBTRACT: tl.constexpr, ADAPTIVE: tl.constexpr, STORE: tl.constexpr, BLOCK: tl.constexpr):
@@ -84,25 +205,17 @@ def _forward_kernel(x_ptr, i_ptr, v_ptr, a_ptr, alpha_ptr, beta_ptr, theta_ptr, 
         rh = tl.load(rho_ptr + f, mask=mask, other=0.0)
         ga = tl.load(gamma_ptr + f, mask=mask, other=0.0)
         a = tl.load(a_ptr + row, mask=mask, other=0.0)
+    else:  # unread
+        a = tl.full([BLOCK], 0.0, DT)
+        rh = a
+        ga = a
     off = row
     for _t in range(steps):
-        i = al * i + tl.load(x_ptr + off, mask=mask, other=0.0)
-        vt = be * v + i + bi
-        if ADAPTIVE:
-            th = thr + ga * a
-        else:
-            th = thr
-        fire = vt - th > 0
+        i, vt, fire, v, a = _forward_step(i, v, a, tl.load(x_ptr + off, mask=mask, other=0.0), al, be, thr, bi,
+                                          rh, ga, SUBTRACT, ADAPTIVE)
         if STORE:
             tl.store(vs_ptr + off, vt, mask=mask)
         tl.store(s_ptr + off, fire.to(DT), mask=mask)
-        # v - 1*th == v - th and v*(1-1) == 0 exactly: the reference's rounding
-        if SUBTRACT:
-            v = tl.where(fire, vt - th, vt)
-        else:
-            v = tl.where(fire, 0.0, vt)
-        if ADAPTIVE:
-            a = rh * a + fire.to(DT)
         off += stride
     tl.store(i_ptr + row, i, mask=mask)
     tl.store(v_ptr + row, v, mask=mask)
@@ -131,10 +244,17 @@ def _backward_kernel(gs_ptr, gs_st, gs_sb, gs_sf, gs_last, gi_ptr, gv_ptr, ga_pt
     g_i = tl.load(gi_ptr + row, mask=mask, other=0.0)
     g_v = tl.load(gv_ptr + row, mask=mask, other=0.0)
     zero = tl.full([BLOCK], 0.0, DT)
+    i0 = zero
+    v0 = zero
     if NEED_ALPHA:
         i0 = tl.load(i0_ptr + row, mask=mask, other=0.0)
     if NEED_ALPHA or NEED_BETA:
         v0 = tl.load(v0_ptr + row, mask=mask, other=0.0)
+    rh = zero  # rh, ga, g_a, a0, ap: unread without ADAPTIVE
+    ga = zero
+    g_a = zero
+    a0 = zero
+    ap = zero
     if ADAPTIVE:
         rh = tl.load(rho_ptr + f, mask=mask, other=0.0)
         ga = tl.load(gamma_ptr + f, mask=mask, other=0.0)
@@ -149,12 +269,7 @@ def _backward_kernel(gs_ptr, gs_st, gs_sb, gs_sf, gs_last, gi_ptr, gv_ptr, ga_pt
             tl.store(tr_ptr + off, a, mask=mask)
             off += stride
         tl.debug_barrier()
-    acc_alpha = zero
-    acc_beta = zero
-    acc_theta = zero
-    acc_bias = zero
-    acc_rho = zero
-    acc_gamma = zero
+    acc = (zero, zero, zero, zero, zero, zero)  # alpha..gamma
     di_next = zero
     off = row + last  # step t in vstore, gx and the trace
     goff = b * gs_sb + f.to(tl.int64) * gs_sf + gs_last  # step t in gs (any strides)
@@ -165,79 +280,38 @@ def _backward_kernel(gs_ptr, gs_st, gs_sb, gs_sf, gs_last, gi_ptr, gv_ptr, ga_pt
         t = steps - 1 - kk
         offp = tl.where(t > 0, off - stride, off)  # step t-1 (clamped at t = 0)
         v_prev = tl.load(vs_ptr + offp, mask=mask, other=0.0)  # v[t-1]; unused at t = 0
+        vp = zero
         if ADAPTIVE:  # a[t-2]: the threshold trace of step t-1
             app = tl.where(t > 1, tl.load(tr_ptr + tl.where(t > 1, offp - stride, offp), mask=mask, other=0.0), a0)
-            th = thr + ga * ap
-        else:
-            th = thr
-        s = (v - th > 0).to(DT)  # the forward's spike, recomputed bit for bit
-        gvr = g_v
-        if SUBTRACT:
-            dv = gvr
-            dth = -s * gvr
-            dr = -th * gvr
-        else:
-            dv = gvr * (1.0 - s)
-            dth = 0.0 * gvr
-            dr = -v * gvr
-        ds = tl.load(gs_ptr + goff, mask=mask, other=0.0)
-        if ADAPTIVE:
-            ds += g_a
-        if not DETACH:
-            ds += dr
-        z = v - th
-        if CODE == 0:  # fast_sigmoid
-            d = 1.0 + k * tl.abs(z)
-            sg = 1.0 / (d * d)
-        elif CODE == 1:  # arctan
-            u = k * HALF_PI * z  # (pi/2 k) z as the reference rounds it
-            sg = (k / 2) / (1.0 + u * u)
-        elif CODE == 2:  # sigmoid
-            e = 1.0 / (1.0 + tl.exp(-k * z))
-            sg = k * e * (1.0 - e)
-        elif CODE == 3:  # triangle
-            sg = k * tl.maximum(zero, 1.0 - k * tl.abs(z))
-        else:  # boxcar
-            sg = tl.where(tl.abs(k * z) < 0.5, k, zero)
-        dz = ds * sg
-        dv += dz
-        dth -= dz
-        if NEED_THETA:
-            acc_theta += dth
-        if ADAPTIVE:
-            if NEED_GAMMA:
-                acc_gamma += dth * ap
-            if NEED_RHO:
-                acc_rho += g_a * ap
-            g_a = rh * g_a + ga * dth
-        vp = zero
         if NEED_ALPHA or NEED_BETA:  # vr[t-1] exactly as the forward formed it
             if ADAPTIVE:
                 th_p = thr + ga * app
             else:
                 th_p = thr
-            fire_p = (v_prev - th_p > 0) & (t > 0)
-            vp = tl.where(t > 0, v_prev, v0)
-            if SUBTRACT:
-                vp = tl.where(fire_p, vp - th_p, vp)
-            else:
-                vp = tl.where(fire_p, 0.0 * vp, vp)
-        if NEED_BETA:
-            acc_beta += dv * vp
-        if NEED_BIAS:
-            acc_bias += dv
-        g_v = be * dv
-        di = g_i + dv
+            vp = tl.where(t > 0, _reset_membrane(v_prev, th_p, SUBTRACT), v0)
+        di, g_i, g_v, g_a, di_next, acc = _adjoint_step(
+            v, tl.load(gs_ptr + goff, mask=mask, other=0.0), g_i, g_v, g_a, ap, vp, di_next, acc,
+            al, be, thr, bi, rh, ga, k, zero, SUBTRACT, ADAPTIVE, DETACH, CODE,
+            NEED_ALPHA, NEED_BETA, NEED_THETA, NEED_BIAS, NEED_RHO, NEED_GAMMA)
         tl.store(gx_ptr + off, di, mask=mask)
-        if NEED_ALPHA:
-            acc_alpha += di_next * (v - be * vp - bi)  # dL/di[t+1] * i[t]
-            di_next = di
-        g_i = al * di
         v = v_prev
         if ADAPTIVE:
             ap = app
         off = offp
         goff -= gs_st
+    _store_parts(acc, di_next, i0, row, mask, palpha_ptr, pbeta_ptr, ptheta_ptr, pbias_ptr, prho_ptr, pgamma_ptr,
+                 NEED_ALPHA, NEED_BETA, NEED_THETA, NEED_BIAS, NEED_RHO, NEED_GAMMA)
+    tl.store(gi_ptr + row, g_i, mask=mask)
+    tl.store(gv_ptr + row, g_v, mask=mask)
+    if ADAPTIVE:
+        tl.store(ga_ptr + row, g_a, mask=mask)
+
+
+def _store_parts(acc, di_next, i0, row, mask, palpha_ptr, pbeta_ptr, ptheta_ptr, pbias_ptr, prho_ptr, pgamma_ptr,
+                 NEED_ALPHA: tl.constexpr, NEED_BETA: tl.constexpr, NEED_THETA: tl.constexpr,
+                 NEED_BIAS: tl.constexpr, NEED_RHO: tl.constexpr, NEED_GAMMA: tl.constexpr):
+    """The parameter partials of the needed parameters: alpha's last term (g_i[0] i[-1]) added."""
+    acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma = acc
     if NEED_ALPHA:
         acc_alpha += di_next * i0
         tl.store(palpha_ptr + row, acc_alpha, mask=mask)
@@ -251,10 +325,10 @@ def _backward_kernel(gs_ptr, gs_st, gs_sb, gs_sf, gs_last, gi_ptr, gv_ptr, ga_pt
         tl.store(prho_ptr + row, acc_rho, mask=mask)
     if NEED_GAMMA:
         tl.store(pgamma_ptr + row, acc_gamma, mask=mask)
-    tl.store(gi_ptr + row, g_i, mask=mask)
-    tl.store(gv_ptr + row, g_v, mask=mask)
-    if ADAPTIVE:
-        tl.store(ga_ptr + row, g_a, mask=mask)
+
+
+_DEVICE_FUNCTIONS = {fn.__name__: fn for fn in (_forward_step, _surrogate_grad, _reset_membrane, _adjoint_step,
+                                                _store_parts)}
 
 
 def _kernel(fn):
@@ -266,7 +340,19 @@ def _kernel(fn):
 def _jit(fn, interpret: bool):
     # ``interpret`` only keys the cache: triton.jit itself reads the same setting and returns
     # a compiled (JITFunction) or an interpreted kernel (InterpretedFunction)
-    return triton.jit(fn)
+    return triton.jit(_bound(fn, interpret))
+
+
+def _bound(fn, interpret: bool):
+    """A copy of ``fn`` whose device functions (the ``_DEVICE_FUNCTIONS`` it names) are the
+    ``triton.jit`` wrappers made under the same interpreter setting."""
+    called = {name: _jit(_DEVICE_FUNCTIONS[name], interpret) for name in fn.__code__.co_names
+              if name in _DEVICE_FUNCTIONS}
+    bound = types.FunctionType(fn.__code__, {**fn.__globals__, **called}, fn.__name__, fn.__defaults__,
+                               fn.__closure__)
+    bound.__qualname__, bound.__annotations__, bound.__doc__ = fn.__qualname__, fn.__annotations__, fn.__doc__
+    bound.__module__ = fn.__module__
+    return bound
 
 
 def _launch_shape(batch: int, features: int, device: torch.device) -> tuple[int, int]:
@@ -299,7 +385,7 @@ def _check(where: str, device: torch.device, dtype: torch.dtype, shape: tuple[in
 def triton_forward(x: torch.Tensor, i_state: torch.Tensor, v_state: torch.Tensor, a_state: torch.Tensor,
                    params: tuple, *, subtract: bool, adaptive: bool, store: bool,
                    spikes: torch.Tensor, vstore: torch.Tensor) -> None:
-    """Forward scan over ``x [T, B, F]``: the dynamics of :func:`snn.fused._forward_kernels`, plus
+    """Forward scan over ``x [T, B, F]``: the dynamics of :func:`snn.kernels.numba_scan._forward_kernels`, plus
     the stored membrane (the numba path keeps x instead and replays).
 
     Updates the states ``i_state, v_state, a_state [B, F]`` in place, writes
@@ -340,7 +426,7 @@ def triton_backward(gs: torch.Tensor, g_i: torch.Tensor, g_v: torch.Tensor, g_a:
                     vstore: torch.Tensor, i0: torch.Tensor, v0: torch.Tensor, a0: torch.Tensor, params: tuple, *,
                     subtract: bool, adaptive: bool, detach: bool, code: int, slope: float,
                     needs: tuple[bool, ...], gx: torch.Tensor, parts: list) -> None:
-    """Backward scan (BPTT) from t = T-1 down to 0: the gradients of :func:`snn.fused._backward_kernels`,
+    """Backward scan (BPTT) from t = T-1 down to 0: the gradients of :func:`snn.kernels.numba_scan._backward_kernels`,
     read from the stored membrane instead of a replay of x.
 
     ``gs [T, B, F]`` is dL/dspikes, with any strides (an expanded tensor is read in place).
@@ -349,7 +435,7 @@ def triton_backward(gs: torch.Tensor, g_i: torch.Tensor, g_v: torch.Tensor, g_a:
     (``v[t] - th > 0``, bit for bit the forward's), the reset membranes vr[t-1], the
     currents i[t-1] and, with ``adaptive``, the threshold trace a[t] are recomputed from it
     and from the initial state ``i0, v0, a0 [B, F]``. ``params`` as in :func:`triton_forward`;
-    ``code`` names the surrogate derivative sigma' (:data:`snn.fused.SURROGATE_CODES`) and
+    ``code`` names the surrogate derivative sigma' (:data:`snn.kernels.layout.SURROGATE_CODES`) and
     ``slope`` its k. Writes ``gx [T, B, F]`` = dL/dx and, for each of alpha..gamma whose
     ``needs`` flag is set, its partial gradient per (b, f) into ``parts[j] [B, F]`` (the
     caller sums over the batch).
@@ -386,7 +472,7 @@ def triton_backward(gs: torch.Tensor, g_i: torch.Tensor, g_v: torch.Tensor, g_a:
         raise ValueError(f"{where}: gs must have vstore's shape {list(vstore.shape)}, dtype and device")
     _check(where, device, dtype, (steps, batch, features), vstore=vstore, gx=gx)
     _check(where, device, dtype, (batch, features), g_i=g_i, g_v=g_v, g_a=g_a, i0=i0, v0=v0, a0=a0,
-           **{f"part of {name}": part for name, part in zip(_PARAM_NAMES, parts)})
+           **{f"part of {name}": part for name, part in zip(PARAM_NAMES, parts)})
     _check(where, device, dtype, (features,), alpha=alpha, beta=beta, theta=theta, bias=bias, rho=rho, gamma=gamma)
     if steps == 0 or batch == 0 or features == 0:  # dL/d(state) passes through unchanged
         for part, need in zip(parts, needs):
@@ -404,3 +490,42 @@ def triton_backward(gs: torch.Tensor, g_i: torch.Tensor, g_v: torch.Tensor, g_a:
             SUBTRACT=bool(subtract), ADAPTIVE=bool(adaptive), DETACH=bool(detach), CODE=int(code),
             NEED_ALPHA=needs[0], NEED_BETA=needs[1], NEED_THETA=needs[2], NEED_BIAS=needs[3],
             NEED_RHO=needs[4], NEED_GAMMA=needs[5], BLOCK=block, num_warps=warps, enable_fp_fusion=False)
+
+
+# --------------------------------------------------------------------------- host side
+def forward(x: torch.Tensor, state0, given: tuple[torch.Tensor, ...], param_shape: torch.Size, cfg: FusedConfig,
+            needs: tuple[bool, ...], store: bool):
+    """The Triton forward of :class:`~snn.kernels.scan.FusedScan`: ``(spikes, (i, v, a), Saved)``.
+    Keeps the pre-reset membrane v (when a backward may follow) and the initial states a
+    gradient reads."""
+    check_finite(x, cfg.input_name, NEURON_INPUT_FIX)
+    params = flat_parameters(given, param_shape, x)
+    xs = x.contiguous()
+    state_shape = xs.shape[1:]
+    if state0 is None:
+        i, v = xs.new_zeros(state_shape), xs.new_zeros(state_shape)
+        a = xs.new_zeros(state_shape if cfg.adaptive else (state_shape[0], 0))
+    else:
+        i, v, a = (s.clone() for s in state0)
+    spikes = torch.empty_like(xs)
+    vstore = xs.new_empty(xs.shape if store else (1, 1, 1))
+    triton_forward(xs, i, v, a, params.unbind(0), subtract=cfg.subtract, adaptive=cfg.adaptive, store=store,
+                   spikes=spikes, vstore=vstore)
+    return spikes, (i, v, a), Saved(vstore, (needs[4], needs[4] or needs[5], cfg.adaptive))
+
+
+def backward(ctx, gs, final_grads, vstore: torch.Tensor, state0, params: torch.Tensor,
+             param_needs: tuple[bool, ...]):
+    """The Triton backward of :class:`~snn.kernels.scan.FusedScan` (it reads ``gs`` with any
+    strides in place): ``(dL/dx, state gradients at t = 0, [6] parameter gradients [F] or None)``."""
+    cfg: FusedConfig = ctx.cfg
+    shape = ctx.state_shape
+    gs, finals, state0 = membrane_backward_inputs(ctx, gs, final_grads, vstore, state0)
+    stand_in = vstore.new_zeros((shape[0], 0))
+    i0, v0, a0 = (stand_in if s is None else s for s in state0)
+    gx = vstore.new_empty(vstore.shape)
+    gparams = vstore.new_empty((6, *shape) if any(param_needs) else (6, 1, 1))
+    triton_backward(gs, *finals, vstore, i0, v0, a0, params.unbind(0), subtract=cfg.subtract,
+                    adaptive=cfg.adaptive, detach=cfg.detach_reset, code=cfg.kernel_code,
+                    slope=float(cfg.surrogate.slope), needs=param_needs, gx=gx, parts=list(gparams.unbind(0)))
+    return gx, finals, [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
