@@ -11,7 +11,7 @@ PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-# The Lava environment (lava-nc 0.10.0 needs Python 3.10 and numpy < 2); see DESIGN.md.
+# The Lava environment (lava-nc 0.10.0 needs Python 3.10 and numpy < 2); see docs/DESIGN.md.
 LAVA_VENV ?= .venv-lava
 LAVA_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) python3.10)
 LAVA_STAMP := $(LAVA_VENV)/.installed
@@ -21,8 +21,12 @@ LAVA_STAMP := $(LAVA_VENV)/.installed
 demo: $(STAMP) lava-env
 	$(BIN)/snn demo --out $(DEMO_OUT)
 
+# The layering rules (import-linter contracts in pyproject.toml), the lint, then the suite on
+# every core (pytest-xdist).
 test: $(STAMP) lava-env
-	$(BIN)/python -m pytest -q
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n auto
 
 install: $(STAMP)
 
