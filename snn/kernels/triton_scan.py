@@ -187,6 +187,18 @@ def _adjoint_step(v, ds, g_i, g_vr, g_a, a_prev, vp, di_next, acc, al, be, thr, 
     return di, g_i, g_vr, g_a, di_next, (acc_alpha, acc_beta, acc_theta, acc_bias, acc_rho, acc_gamma)
 
 
+def _threshold_trace(vs_ptr, tr_ptr, row, mask, thr, rh, ga, a0, steps, stride):
+    """The ALIF trace a[t] (after step t) into ``tr`` from the spikes recomputed from the stored
+    membrane, in forward order (the backward reads a[t-1] and a[t-2] as it runs down)."""
+    a = a0
+    off = row
+    for _t in range(steps):
+        fire = tl.load(vs_ptr + off, mask=mask, other=0.0) - (thr + ga * a) > 0
+        a = rh * a + fire.to(a0.dtype)
+        tl.store(tr_ptr + off, a, mask=mask)
+        off += stride
+
+
 def _forward_kernel(x_ptr, i_ptr, v_ptr, a_ptr, alpha_ptr, beta_ptr, theta_ptr, bias_ptr, rho_ptr, gamma_ptr,
                     s_ptr, vs_ptr, steps, features, stride,
                     SUBTRACT: tl.constexpr, ADAPTIVE: tl.constexpr, STORE: tl.constexpr, BLOCK: tl.constexpr):
@@ -260,14 +272,7 @@ def _backward_kernel(gs_ptr, gs_st, gs_sb, gs_sf, gs_last, gi_ptr, gv_ptr, ga_pt
         ga = tl.load(gamma_ptr + f, mask=mask, other=0.0)
         g_a = tl.load(ga_ptr + row, mask=mask, other=0.0)
         a0 = tl.load(a0_ptr + row, mask=mask, other=0.0)
-        # the threshold trace a[t] (after step t) from the recomputed spikes, forward order
-        a = a0
-        off = row
-        for _t in range(steps):
-            fire = tl.load(vs_ptr + off, mask=mask, other=0.0) - (thr + ga * a) > 0
-            a = rh * a + fire.to(DT)
-            tl.store(tr_ptr + off, a, mask=mask)
-            off += stride
+        _threshold_trace(vs_ptr, tr_ptr, row, mask, thr, rh, ga, a0, steps, stride)
         tl.debug_barrier()
     acc = (zero, zero, zero, zero, zero, zero)  # alpha..gamma
     di_next = zero
@@ -328,7 +333,7 @@ def _store_parts(acc, di_next, i0, row, mask, palpha_ptr, pbeta_ptr, ptheta_ptr,
 
 
 _DEVICE_FUNCTIONS = {fn.__name__: fn for fn in (_forward_step, _surrogate_grad, _reset_membrane, _adjoint_step,
-                                                _store_parts)}
+                                                _threshold_trace, _store_parts)}
 
 
 def _kernel(fn):
