@@ -39,3 +39,14 @@ def test_cli_train_takes_nproc() -> None:
     from snn.app.cli import build_parser
     args = build_parser().parse_args(["train", "--out", "x", "--nproc", "2"])
     assert args.nproc == 2
+
+
+def test_torchrun_sets_the_group_size(monkeypatch) -> None:
+    """Under torchrun the job runs data-parallel without --nproc (torchrun's parser takes it for its own)."""
+    from snn.app.distributed import group_size
+    for name in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert group_size(3) == 3
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert group_size(1) == 2

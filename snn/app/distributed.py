@@ -77,6 +77,15 @@ def launched_by_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ)
 
 
+def group_size(nproc: int) -> int:
+    """The number of processes :func:`run_data_parallel` would use: torchrun's group size, else ``nproc``.
+
+    Under torchrun the size is torchrun's (``--nproc-per-node``): its parser takes ``--nproc``
+    on the job's command line for an abbreviation of its own option, so the job cannot be told.
+    """
+    return int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else nproc
+
+
 def _device_for(requested: str | None, local_rank: int) -> torch.device:
     wants_cuda = requested is None and torch.cuda.is_available() or (requested or "").startswith("cuda")
     if wants_cuda:

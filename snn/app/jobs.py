@@ -14,7 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from snn import data, plots
-from snn.app.distributed import DistContext, run_data_parallel
+from snn.app.distributed import DistContext, group_size, run_data_parallel
 from snn.checkpoint import save_checkpoint
 from snn.errors import SpikeforgeError
 from snn.fileio import write_json
@@ -59,20 +59,22 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
 
     Writes ``model.pt``, ``training_curves.png`` and ``train.json`` into ``out_dir`` and
     returns the results dictionary (``test_accuracy``, ``timesteps``, ``epochs``, ...).
-    With ``settings.nproc > 1`` the work runs data-parallel: :func:`snn.app.distributed.run_data_parallel`
-    calls this function in every process with ``distributed``, that process's place in the
-    group; rank 0 writes the files and returns the results, the other ranks return ``{}``.
+    With ``settings.nproc > 1``, or under ``torchrun`` with more than one process, the work
+    runs data-parallel: :func:`snn.app.distributed.run_data_parallel` calls this function in
+    every process with ``distributed``, that process's place in the group; rank 0 writes the
+    files and returns the results, the other ranks return ``{}``.
     """
     check_timesteps(settings.timesteps)
     if settings.batch_size < 1:
         raise SpikeforgeError(f"batch size must be at least 1, got {settings.batch_size}")
     if settings.nproc < 1:
         raise SpikeforgeError(f"nproc must be at least 1, got {settings.nproc}")
-    if settings.nproc > 1 and distributed is None:
-        if settings.batch_size < settings.nproc:
+    processes = group_size(settings.nproc)
+    if processes > 1 and distributed is None:
+        if settings.batch_size < processes:
             raise SpikeforgeError(f"global batch size {settings.batch_size} is smaller than --nproc "
-                                  f"{settings.nproc}; raise --batch-size")
-        return run_data_parallel(train_classifier, (settings, str(out_dir)), settings.nproc, settings.device)
+                                  f"{processes}; raise --batch-size")
+        return run_data_parallel(train_classifier, (settings, str(out_dir)), processes, settings.device)
     if distributed is not None:
         settings = replace(settings, device=str(distributed.device))
     config = FitConfig(epochs=settings.epochs, lr=settings.lr, seed=settings.seed, patience=settings.patience,
