@@ -31,7 +31,8 @@ def parse_timesteps(text: str) -> list[int]:
     try:
         steps = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise SpikeforgeError(f"--timesteps {text!r} must be a comma-separated list of integers, e.g. 1,2,4,8") from None
+        raise SpikeforgeError(f"--timesteps {text!r} must be a comma-separated list of integers, "
+                              "e.g. 1,2,4,8") from None
     if not steps:
         raise SpikeforgeError("--timesteps is empty; give e.g. 1,2,4,8")
     return sorted({check_timesteps(t) for t in steps})

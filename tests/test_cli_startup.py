@@ -58,7 +58,7 @@ def test_top_level_and_core_verb_help_import_no_plugin_and_nothing_heavy(verb: s
 
 def test_top_level_help_lists_every_plugin_verb_with_its_help() -> None:
     _, shown = _imported_by(["--help"])
-    for name, module in PLUGINS.items():
+    for name in PLUGINS:
         assert name in shown
     full = build_parser()  # every plugin imported and registered
     choices = {action.dest: action.help for action in full._subparsers._group_actions[0]._choices_actions}
