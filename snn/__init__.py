@@ -8,8 +8,7 @@ The public names below are imported on first use (PEP 562), so ``import snn`` an
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from snn.lazy import lazy_attributes
 
 # public name -> the module that defines it (a module's own name: the module itself)
 _HOMES = {
@@ -21,24 +20,8 @@ _HOMES = {
     "encoders": "snn.encoders", "functional": "snn.functional", "losses": "snn.losses", "surrogate": "snn.surrogate",
 }
 
-__all__ = [
-    "ALIF", "IF", "LIF", "CubaLIF", "Integrator", "NeuronLayer", "Sequential", "Recorder", "SpikeforgeError",
-    "FitConfig", "Task", "evaluate", "fit", "load_checkpoint", "save_checkpoint",
-    "encoders", "functional", "losses", "surrogate",
-]
+__all__ = list(_HOMES)
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'snn' has no attribute {name!r}")
-    module = importlib.import_module(home)
-    value = module if home == f"snn.{name}" else getattr(module, name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)

@@ -20,9 +20,6 @@ from snn.app.cli import VERB_GROUP, build_parser, plugin_help
 HEAVY = ("torch", "sklearn", "brian2")
 CORE_VERBS = ("train", "evaluate", "demo")
 PLUGINS = {entry.name: entry.module for entry in entry_points(group=VERB_GROUP)}
-# Package __init__ modules that import torch when the plugin's cli module is imported; the lead
-# makes them lazy (PEP 562) in issue 16. Remove a verb from here once its package is.
-EAGER_PACKAGES = {"simulate": "hardware/brian2/__init__.py", "energy": "hardware/energy/__init__.py"}
 
 PROBE = """
 import contextlib, io, json, sys
@@ -67,9 +64,7 @@ def test_top_level_help_lists_every_plugin_verb_with_its_help() -> None:
 
 
 @pytest.mark.parametrize("verb", sorted(PLUGINS))
-def test_plugin_verb_help_imports_only_its_cli_module(verb: str, request) -> None:
-    if verb in EAGER_PACKAGES:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"{EAGER_PACKAGES[verb]} imports torch eagerly"))
+def test_plugin_verb_help_imports_only_its_cli_module(verb: str) -> None:
     modules, shown = _imported_by([verb, "--help"])
     assert f"usage: snn {verb}" in shown
     cli_module = PLUGINS[verb]

@@ -8,11 +8,16 @@ affine maps: conv as synapses, BatchNorm folded), shared with the other backends
 - :mod:`.targets`    code-generation targets (numpy, cython, cpp_standalone) and size checks
 - :mod:`.reference`  the torch float64 reference run
 - :mod:`.simulate`   dataset runs and the torch/Brian2 comparison behind ``snn simulate``
+- :mod:`.cli`        ``snn simulate`` and the demo stage
+
+The names below load on first use, so ``snn simulate --help`` does not import torch.
 """
 
 from __future__ import annotations
 
-from hardware.brian2.build import BrianResult, run_discrete
-from hardware.brian2.targets import TARGETS
+from snn.lazy import lazy_attributes
 
-__all__ = ["TARGETS", "BrianResult", "run_discrete"]
+_HOMES = {"BrianResult": "hardware.brian2.build", "run_discrete": "hardware.brian2.build",
+          "TARGETS": "hardware.brian2.targets"}
+__all__ = list(_HOMES)
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)

@@ -6,11 +6,19 @@
 - :mod:`hardware.energy.profiles`: hardware profiles as data (every constant with its value,
   source, evidence and scope) and the pricing of counts;
 - :mod:`hardware.energy.report`: tables, JSON and plots;
+- :mod:`hardware.energy.run`: the job behind ``snn energy`` (simulate, count, price, plot);
 - :mod:`hardware.energy.cli`: ``snn energy`` and the demo stage.
+
+The names below load on first use, so ``snn energy --help`` does not import torch.
 """
 
-from hardware.energy.counting import LayerCounts, NetworkCounts, OperationCounter, count_operations
-from hardware.energy.profiles import Constant, Estimate, Profile, get_profile, price, register_profile
+from __future__ import annotations
 
-__all__ = ["Constant", "Estimate", "LayerCounts", "NetworkCounts", "OperationCounter", "Profile",
-           "count_operations", "get_profile", "price", "register_profile"]
+from snn.lazy import lazy_attributes
+
+_HOMES = {name: "hardware.energy.counting" for name in ("LayerCounts", "NetworkCounts", "OperationCounter",
+                                                       "count_operations")}
+_HOMES |= {name: "hardware.energy.profiles" for name in ("Constant", "Estimate", "Profile", "get_profile", "price",
+                                                         "register_profile")}
+__all__ = sorted(_HOMES)
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)

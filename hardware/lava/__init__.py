@@ -5,5 +5,6 @@
 - :mod:`hardware.lava.netx_export` the compiled network as a lava-dl netx HDF5 file
 - :mod:`hardware.lava.runner`      runs INSIDE ``.venv-lava`` (Python 3.10, lava-nc 0.10.0)
 - :mod:`hardware.lava.driver`      main-environment side: subprocess + files, with a timeout
+- :mod:`hardware.lava.deploy`      the job behind ``snn deploy``: compile, emulate, run in Lava, compare
 - :mod:`hardware.lava.cli`         ``snn deploy`` and the demo stage
 """
