@@ -40,8 +40,8 @@ def main() -> None:
         for density in (0.05, 0.1, 0.2, 0.3, 0.4):
             x = (torch.rand(3200, 784) < density).float()
             with torch.no_grad():
-                dense = median_ms(lambda: torch.nn.functional.linear(x, weight, bias), args.repeats)
-                event = median_ms(lambda: EventLinear.apply(x, weight, bias), args.repeats)
+                dense = median_ms(lambda x=x, w=weight, b=bias: torch.nn.functional.linear(x, w, b), args.repeats)
+                event = median_ms(lambda x=x, w=weight, b=bias: EventLinear.apply(x, w, b), args.repeats)
             print(f"{outputs:>7} {density:>7.2f} {dense:>7.2f} {event:>7.2f} {dense / event:>11.2f}", flush=True)
 
 

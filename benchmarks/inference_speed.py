@@ -49,15 +49,15 @@ def main(argv: list[str] | None = None) -> dict:
     for rate in (0.01, 0.05, 0.20):
         frames = (torch.rand(args.steps, 784, generator=torch.Generator().manual_seed(1)) < rate).float()
 
-        def event() -> None:
+        def event(frames: torch.Tensor = frames) -> None:
             net.reset()
             net.run(frames)
         hidden = EventDrivenNetwork.from_sequential(model[:2]).run(frames).mean().item()
         assert torch.equal((net.reset(), net.run(frames))[1], dense_step_simulation(model, frames))
         with torch.no_grad():
-            folded = _median_ms(lambda: model(frames[:, None]), args.repeats)
+            folded = _median_ms(lambda frames=frames: model(frames[:, None]), args.repeats)
         ev = _median_ms(event, args.repeats)
-        step = _median_ms(lambda: dense_step_simulation(model, frames), args.repeats)
+        step = _median_ms(lambda frames=frames: dense_step_simulation(model, frames), args.repeats)
         results[rate] = {"event_ms": ev, "dense_step_ms": step, "dense_folded_ms": folded}
         print(f"{rate:>10.0%}{ev:>9.2f}{step:>12.2f}{folded:>14.2f}{step / ev:>11.1f}{folded / ev:>13.1f}"
               f"{hidden:>13.3f}")

@@ -48,7 +48,7 @@ def main() -> None:
     em = emulate(net, q[:, :args.samples], delay=False)
     same = all(np.array_equal(lava.spikes[k], s.transpose(0, 1).numpy()) for k, s in em.spikes.items())
     lava_per = lava.seconds / (args.samples * args.timesteps)
-    print(f"network: {' -> '.join(f'{l.kind}[{l.size}]' for l in net.layers)}, T = {args.timesteps}")
+    print(f"network: {' -> '.join(f'{layer.kind}[{layer.size}]' for layer in net.layers)}, T = {args.timesteps}")
     print(f"spike-for-spike identical on {args.samples} samples: {same}")
     print(f"Lava Loihi2SimCfg fixed_pt: {lava.seconds:.2f} s for {args.samples} samples "
           f"-> {1e3 * lava_per:.3f} ms per sample-step")

@@ -244,7 +244,7 @@ def memory_in_subprocess(library: str, row: str) -> dict[str, float]:
 def time_row(row: str, libraries: list[str], repeats: int, warmup: int) -> dict[str, list[float]]:
     x = make_input(row)
     models = {lib: build(lib, row) for lib in libraries}
-    for lib, model in models.items():
+    for model in models.values():
         for _ in range(warmup):
             step(model, x)
     times: dict[str, list[float]] = {lib: [] for lib in libraries}

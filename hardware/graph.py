@@ -48,7 +48,7 @@ from torch import nn
 
 from snn.errors import SpikeforgeError
 from snn.network import Sequential
-from snn.neurons import ALIF, Integrator, NeuronLayer, _CubaFamily
+from snn.neurons import ALIF, CubaFamily, Integrator, NeuronLayer
 
 AFFINE_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
@@ -172,7 +172,7 @@ class NetworkGraph:
 def check_layer(name: str, layer: nn.Module, backend: str = "Brian2") -> None:
     """Refuse a layer the graph cannot express: not affine, or a neuron model without a population kind."""
     if isinstance(layer, NeuronLayer):
-        if not isinstance(layer, (_CubaFamily, ALIF, Integrator)):
+        if not isinstance(layer, (CubaFamily, ALIF, Integrator)):
             raise SpikeforgeError(f"{layer_label(name, layer)} is a neuron model with no {backend} equivalent here; "
                                   "use IF, LIF, CubaLIF, ALIF or Integrator")
         return
@@ -273,7 +273,8 @@ def _as_float64(layers: Sequence[nn.Module]) -> list[nn.Module]:
     return [copy.deepcopy(layer).double().eval() for layer in layers]
 
 
-def affine_map(layers: Sequence[nn.Module], in_shape: tuple[int, ...]) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, ...]]:
+def affine_map(layers: Sequence[nn.Module], in_shape: tuple[int, ...]
+               ) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, ...]]:
     """``(W [n_in, n_out] sparse, b [n_out], out_shape)`` of a chain of affine layers, exact in float64."""
     n_in = int(math.prod(in_shape))
     if not layers:

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from snn import functional as F
+from snn import functional
 from snn.errors import SpikeforgeError
 from snn.kernels import FusedConfig, FusedScan, numba_available
 from snn.kernels.event_linear import event_currents
-from snn.neurons import ALIF, Integrator, NeuronLayer, _CubaFamily
+from snn.neurons import ALIF, CubaFamily, Integrator, NeuronLayer
 
 if numba_available():
     from numba import njit
@@ -82,7 +82,7 @@ class _Neuron:
                 p = tuple(layer.parameters_now())
             elif isinstance(layer, ALIF):
                 p = tuple(layer.parameters_now())
-            elif isinstance(layer, _CubaFamily):
+            elif isinstance(layer, CubaFamily):
                 zero = torch.zeros(())
                 p = (*layer.parameters_now(), zero, zero)
             else:
@@ -184,7 +184,7 @@ def dense_step_simulation(model: nn.Module, frames: torch.Tensor) -> torch.Tenso
                     h = torch.nn.functional.linear(h, layer.weight, layer.bias)
                 else:
                     if states[k] is None:
-                        states[k] = F.initial_state(layer._state_type, h)
+                        states[k] = functional.initial_state(layer._state_type, h)
                     h, states[k] = steps[k](h, states[k])
             outputs.append(h[0])
     return torch.stack(outputs)

@@ -122,7 +122,8 @@ def alif_step(x: torch.Tensor, state: AlifState, p: AlifParameters, surrogate: S
     return s, AlifState(i, _reset(v, s, theta, reset, detach_reset), a)
 
 
-def integrator_step(x: torch.Tensor, state: IntegratorState, p: IntegratorParameters) -> tuple[torch.Tensor, IntegratorState]:
+def integrator_step(x: torch.Tensor, state: IntegratorState, p: IntegratorParameters
+                    ) -> tuple[torch.Tensor, IntegratorState]:
     """One step of the non-spiking leaky integrator; the output is the membrane itself."""
     v = p.beta * state.v + x + p.bias
     return v, IntegratorState(v)

@@ -20,14 +20,14 @@ from torch.nn.modules import module as torch_module
 
 from snn.errors import SpikeforgeError
 from snn.kernels.event_linear import event_linear
-from snn.neurons import ALIF, NeuronLayer, _CubaFamily
+from snn.neurons import ALIF, CubaFamily, NeuronLayer
 from snn.validation import check_time_major
 
 NetworkState = list[Optional[tuple]]
 # Layers whose backward keeps their input and weight but never their output; the tests
 # prove it per type (gradients with and without donated neuron inputs are identical).
 _OUTPUT_NOT_SAVED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
-_DONATING_SCANS = (_CubaFamily._fused_scan, ALIF._fused_scan)  # a subclass's own scan may keep its input
+_DONATING_SCANS = (CubaFamily._fused_scan, ALIF._fused_scan)  # a subclass's own scan may keep its input
 
 
 class Sequential(nn.Sequential):

@@ -11,7 +11,7 @@ shape (per-neuron values). ``learn_*`` flags make them trainable; decays are cla
 
 Equations: see :mod:`snn.functional`.
 
-Execution: spiking layers run their time loop fused (:mod:`snn.fused`, one autograd node
+Execution: spiking layers run their time loop fused (:mod:`snn.kernels`, one autograd node
 with a hand-written BPTT backward) whenever that is equivalent: ``layer.fused = None``
 (default) picks the fused path when the layer has no recurrent weight and no membrane
 recording is requested; ``False`` forces the plain step-by-step reference
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from snn import functional as F
+from snn import functional
 from snn import surrogate as surrogates
 from snn.errors import SpikeforgeError
 from snn.validation import NEURON_INPUT_FIX, check_finite, check_time_major
@@ -101,9 +101,9 @@ class NeuronLayer(nn.Module):
             return self._fused_scan(x, state, donate_input=True) if donate_input else self._fused_scan(x, state)
         check_finite(x, self._input_name(), NEURON_INPUT_FIX)
         if state is None:
-            state = F.initial_state(self._state_type, x[0])
+            state = functional.initial_state(self._state_type, x[0])
         weight = None if self.recurrent is None else self.recurrent.weight
-        out, state, trace = F.scan(self._step(), x, state, weight, self.record_membrane)
+        out, state, trace = functional.scan(self._step(), x, state, weight, self.record_membrane)
         self.membrane_trace = trace
         return out, state
 
@@ -148,18 +148,18 @@ def _scalar(t: torch.Tensor) -> float | list:
     return values[0] if t.numel() == 1 else np.array(values).reshape(tuple(t.shape)).tolist()
 
 
-class _CubaFamily(NeuronLayer):
+class CubaFamily(NeuronLayer):
     """Shared implementation of IF, LIF and CUBA-LIF (they differ only in alpha/beta)."""
 
     _parameter_names = ("alpha", "beta", "theta", "bias")
-    _state_type = F.CubaState
+    _state_type = functional.CubaState
 
     def __init__(self, alpha: Number, beta: Number, theta: Number, bias: Number, reset: str,
                  surrogate: str | surrogates.Surrogate | None, slope: float | None, learn_alpha: bool,
                  learn_beta: bool, learn_threshold: bool, detach_reset: bool,
                  recurrent_features: int | None) -> None:
         super().__init__(recurrent_features)
-        self.reset = F.check_reset(reset)
+        self.reset = functional.check_reset(reset)
         self.surrogate = surrogates.get(surrogate, slope)
         self.detach_reset = detach_reset
         self._register("alpha", alpha, learn_alpha)
@@ -171,14 +171,14 @@ class _CubaFamily(NeuronLayer):
         if (self.theta <= 0).any():
             raise SpikeforgeError(f"{type(self).__name__} threshold theta must be positive, got {_scalar(self.theta)}")
 
-    def parameters_now(self) -> F.CubaParameters:
+    def parameters_now(self) -> functional.CubaParameters:
         """Effective (clamped) parameters used by the dynamics."""
-        return F.CubaParameters(self.alpha.clamp(0, 1), self.beta.clamp(0, 1),
+        return functional.CubaParameters(self.alpha.clamp(0, 1), self.beta.clamp(0, 1),
                                 self.theta.clamp(min=MIN_THRESHOLD), self.bias)
 
     def _step(self):
         p = self.parameters_now()
-        return lambda x, s: F.cuba_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
+        return lambda x, s: functional.cuba_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
 
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
                     donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
@@ -192,7 +192,7 @@ class _CubaFamily(NeuronLayer):
                 "detach_reset": self.detach_reset, "recurrent_features": self.recurrent_features}
 
 
-class IF(_CubaFamily):
+class IF(CubaFamily):
     """Integrate-and-fire: v[t] = v[t-1] + x[t] + bias; spike when v > theta, then reset.
 
     IF is LIF with beta = 1 (no leak). Reset ``"subtract"`` keeps the residue above
@@ -210,7 +210,7 @@ class IF(_CubaFamily):
         return {"type": "IF", **self._common_spec()}
 
 
-class LIF(_CubaFamily):
+class LIF(CubaFamily):
     """Leaky integrate-and-fire: v[t] = beta v[t-1] + x[t] + bias; s[t] = H(v[t] - theta).
 
     beta = 1 - dv is the membrane decay per step (beta = exp(-dt / tau_mem) for a
@@ -229,7 +229,7 @@ class LIF(_CubaFamily):
                 **self._common_spec()}
 
 
-class CubaLIF(_CubaFamily):
+class CubaLIF(CubaFamily):
     """Current-based LIF: i[t] = alpha i[t-1] + x[t]; v[t] = beta v[t-1] + i[t] + bias.
 
     s[t] = H(v[t] - theta), then reset (subtract or zero). alpha = 1 - du, beta = 1 - dv,
@@ -260,7 +260,7 @@ class ALIF(NeuronLayer):
     """
 
     _parameter_names = ("alpha", "beta", "theta", "bias", "rho", "gamma")
-    _state_type = F.AlifState
+    _state_type = functional.AlifState
 
     def __init__(self, beta: Number = 0.9, rho: Number = 0.95, gamma: Number = 0.2, theta: Number = 1.0,
                  alpha: Number = 0.0, bias: Number = 0.0, reset: str = "subtract",
@@ -268,7 +268,7 @@ class ALIF(NeuronLayer):
                  learn_beta: bool = False, learn_threshold: bool = False, detach_reset: bool = True,
                  recurrent_features: int | None = None) -> None:
         super().__init__(recurrent_features)
-        self.reset = F.check_reset(reset)
+        self.reset = functional.check_reset(reset)
         self.surrogate = surrogates.get(surrogate, slope)
         self.detach_reset = detach_reset
         self._register("alpha", alpha, False)
@@ -282,13 +282,13 @@ class ALIF(NeuronLayer):
         if (self.theta <= 0).any() or (self.gamma < 0).any():
             raise SpikeforgeError("ALIF needs theta > 0 and gamma >= 0")
 
-    def parameters_now(self) -> F.AlifParameters:
-        return F.AlifParameters(self.alpha.clamp(0, 1), self.beta.clamp(0, 1), self.theta.clamp(min=MIN_THRESHOLD),
-                                self.bias, self.rho, self.gamma)
+    def parameters_now(self) -> functional.AlifParameters:
+        return functional.AlifParameters(self.alpha.clamp(0, 1), self.beta.clamp(0, 1),
+                                         self.theta.clamp(min=MIN_THRESHOLD), self.bias, self.rho, self.gamma)
 
     def _step(self):
         p = self.parameters_now()
-        return lambda x, s: F.alif_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
+        return lambda x, s: functional.alif_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
 
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
                     donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
@@ -313,7 +313,7 @@ class Integrator(NeuronLayer):
     """
 
     _parameter_names = ("beta", "bias")
-    _state_type = F.IntegratorState
+    _state_type = functional.IntegratorState
 
     def __init__(self, beta: Number = 1.0, bias: Number = 0.0, learn_beta: bool = False) -> None:
         super().__init__(None)
@@ -321,13 +321,13 @@ class Integrator(NeuronLayer):
         self._register("bias", bias, False)
         self._check_decay("beta")
 
-    def parameters_now(self) -> F.IntegratorParameters:
+    def parameters_now(self) -> functional.IntegratorParameters:
         """Effective (clamped) parameters used by the dynamics: beta in [0, 1]."""
-        return F.IntegratorParameters(self.beta.clamp(0, 1), self.bias)
+        return functional.IntegratorParameters(self.beta.clamp(0, 1), self.bias)
 
     def _step(self):
         p = self.parameters_now()
-        return lambda x, s: F.integrator_step(x, s, p)
+        return lambda x, s: functional.integrator_step(x, s, p)
 
     def spec(self) -> dict[str, Any]:
         return {"type": "Integrator", "beta": _scalar(self.beta), "bias": _scalar(self.bias),

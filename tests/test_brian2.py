@@ -54,7 +54,8 @@ def test_dense_three_layers_match_torch_spike_for_spike(kind: str, reset: str) -
 
 def _conv_net() -> Sequential:
     torch.manual_seed(0)
-    net = Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), CubaLIF(alpha=0.6, beta=0.85, reset="zero"),
+    net = Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4),
+                     CubaLIF(alpha=0.6, beta=0.85, reset="zero"),
                      nn.AvgPool2d(2), nn.Conv2d(4, 6, 3, padding=1), ALIF(reset="subtract"), nn.Flatten(),
                      nn.Linear(6 * 2 * 2, 8), LIF(beta=0.9, recurrent_features=8), nn.Linear(8, 3),
                      Integrator(beta=0.95), input_shape=(2, 8, 8))

@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 
-from snn import functional as F
+from snn import functional
 from snn.errors import SpikeforgeError
 from snn.neurons import ALIF, IF, LIF, CubaLIF, Integrator
-
 
 
 def constant(value: float, steps: int, neurons: int = 1) -> torch.Tensor:
@@ -48,7 +47,7 @@ def test_lif_free_decay_follows_beta_power(beta: float) -> None:
     steps, v0 = 20, 0.8
     lif = LIF(beta=beta, theta=10.0).double()
     lif.record_membrane = True
-    start = F.CubaState(torch.zeros(1, 1, dtype=torch.float64), torch.full((1, 1), v0, dtype=torch.float64))
+    start = functional.CubaState(torch.zeros(1, 1, dtype=torch.float64), torch.full((1, 1), v0, dtype=torch.float64))
     lif(constant(0.0, steps), start)
     beta = lif.beta.item()  # the float32-stored value the layer really uses
     expected = torch.tensor([v0 * beta ** (t + 1) for t in range(steps)], dtype=torch.float64)
@@ -59,7 +58,7 @@ def test_cuba_current_and_membrane_free_decay() -> None:
     alpha, beta, i0, steps = 0.6, 0.9, 0.5, 25
     cuba = CubaLIF(alpha=alpha, beta=beta, theta=10.0).double()
     cuba.record_membrane = True
-    start = F.CubaState(torch.full((1, 1), i0, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64))
+    start = functional.CubaState(torch.full((1, 1), i0, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64))
     _, final = cuba(constant(0.0, steps), start)
     alpha, beta = cuba.alpha.item(), cuba.beta.item()
     assert final.i.item() == pytest.approx(i0 * alpha ** steps, rel=1e-12)

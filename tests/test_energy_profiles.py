@@ -7,8 +7,18 @@ import torch
 from torch import nn
 
 from hardware.energy.counting import count_operations
-from hardware.energy.profiles import (HOROWITZ_45NM, MEMORY, PROFILES, SRAM_LADDER, Constant, Profile, get_profile,
-                                      parse_profiles, price, register_profile)
+from hardware.energy.profiles import (
+    HOROWITZ_45NM,
+    MEMORY,
+    PROFILES,
+    SRAM_LADDER,
+    Constant,
+    Profile,
+    get_profile,
+    parse_profiles,
+    price,
+    register_profile,
+)
 from hardware.energy.report import estimate_json, layer_table, ratio
 from snn import encoders
 from snn.errors import SpikeforgeError

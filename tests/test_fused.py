@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snn import functional as F
+from snn import functional
 from snn import surrogate as surrogates
 from snn.kernels import layout, numba_scan, scan
 from snn.neurons import ALIF, IF, LIF, CubaLIF
@@ -39,12 +39,14 @@ def _both(model: str, sg, reset: str, detach: bool, dtype=torch.float64, seed: i
     g = torch.Generator().manual_seed(seed + 100)
     init = [(torch.rand(BATCH, FEATURES, generator=g, dtype=dtype) * 0.5).requires_grad_() for _ in range(3)]
     if model == "alif":
-        params, state = F.AlifParameters(**p), F.AlifState(*init)
-        ref_out, ref_state, _ = F.scan(lambda xt, s: F.alif_step(xt, s, params, sg, reset, detach), x, state)
+        params, state = functional.AlifParameters(**p), functional.AlifState(*init)
+        ref_out, ref_state, _ = functional.scan(
+            lambda xt, s: functional.alif_step(xt, s, params, sg, reset, detach), x, state)
         out, out_state = scan.alif_scan(x, state, params, sg, reset, detach)
     else:
-        params, state = F.CubaParameters(**p), F.CubaState(*init[:2])
-        ref_out, ref_state, _ = F.scan(lambda xt, s: F.cuba_step(xt, s, params, sg, reset, detach), x, state)
+        params, state = functional.CubaParameters(**p), functional.CubaState(*init[:2])
+        ref_out, ref_state, _ = functional.scan(
+            lambda xt, s: functional.cuba_step(xt, s, params, sg, reset, detach), x, state)
         out, out_state = scan.cuba_scan(x, state, params, sg, reset, detach)
     targets = [x, *p.values(), *state]
     w = torch.linspace(-1, 1, x.numel(), dtype=dtype).reshape(x.shape)
@@ -57,7 +59,7 @@ def _both(model: str, sg, reset: str, detach: bool, dtype=torch.float64, seed: i
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("reset", F.RESET_MODES)
+@pytest.mark.parametrize("reset", functional.RESET_MODES)
 @pytest.mark.parametrize("detach", [True, False])
 @pytest.mark.parametrize("name", sorted(surrogates.SURROGATES))
 def test_fused_matches_reference_float64(model: str, reset: str, detach: bool, name: str) -> None:
@@ -72,7 +74,7 @@ def test_fused_matches_reference_float64(model: str, reset: str, detach: bool, n
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("reset", F.RESET_MODES)
+@pytest.mark.parametrize("reset", functional.RESET_MODES)
 @pytest.mark.parametrize("with_state", [True, False])
 def test_scalar_constant_parameters_match_reference(model: str, reset: str, with_state: bool) -> None:
     """Scalar parameters that need no gradient (the usual layer) take the kernels' hoisted
@@ -88,12 +90,14 @@ def test_scalar_constant_parameters_match_reference(model: str, reset: str, with
     init = [(torch.rand(BATCH, FEATURES, generator=g, dtype=dtype) * 0.5).requires_grad_() for _ in range(3)]
     sg = surrogates.get("fast_sigmoid")
     if model == "alif":
-        params, start = F.AlifParameters(**p), F.AlifState(*(init if with_state else zeros))
-        ref_out, ref_state, _ = F.scan(lambda xt, s: F.alif_step(xt, s, params, sg, reset, True), x, start)
+        params, start = functional.AlifParameters(**p), functional.AlifState(*(init if with_state else zeros))
+        ref_out, ref_state, _ = functional.scan(
+            lambda xt, s: functional.alif_step(xt, s, params, sg, reset, True), x, start)
         out, out_state = scan.alif_scan(x, start if with_state else None, params, sg, reset, True)
     else:
-        params, start = F.CubaParameters(**p), F.CubaState(*(init if with_state else zeros)[:2])
-        ref_out, ref_state, _ = F.scan(lambda xt, s: F.cuba_step(xt, s, params, sg, reset, True), x, start)
+        params, start = functional.CubaParameters(**p), functional.CubaState(*(init if with_state else zeros)[:2])
+        ref_out, ref_state, _ = functional.scan(
+            lambda xt, s: functional.cuba_step(xt, s, params, sg, reset, True), x, start)
         out, out_state = scan.cuba_scan(x, start if with_state else None, params, sg, reset, True)
     assert torch.equal(out, ref_out), "forward spikes differ"
     assert 0 < out.mean() < 1

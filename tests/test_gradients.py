@@ -14,6 +14,7 @@ import torch
 from snn import surrogate as surrogates
 from snn.neurons import ALIF, IF, LIF, CubaLIF, Integrator
 
+
 @pytest.fixture(autouse=True)
 def float64_parameters():
     """Build layers with float64 parameters so 0.9 means 0.9, as in the reference."""

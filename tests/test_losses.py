@@ -151,7 +151,8 @@ def test_target_out_of_range_names_class_count():
 
 
 def test_target_shape_and_dtype_rejected():
-    with pytest.raises(SpikeforgeError, match=r"target of shape \(3,\) does not match the output batch: expected \[4\]"):
+    with pytest.raises(SpikeforgeError,
+                       match=r"target of shape \(3,\) does not match the output batch: expected \[4\]"):
         losses.rate_mse(make_spikes(), torch.tensor([0, 1, 2]))
     with pytest.raises(SpikeforgeError, match=r"int64 class indices.*target.long\(\)"):
         losses.accuracy(make_spikes(), TARGET.int())

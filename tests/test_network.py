@@ -60,7 +60,8 @@ def test_bad_network_input(x: torch.Tensor, message: str) -> None:
 
 
 @pytest.mark.parametrize("fused", [None, False])  # the fused kernel's in-pass check and the step path's
-@pytest.mark.parametrize("value, word", [(float("nan"), "NaN"), (float("inf"), "infinity"), (-float("inf"), "infinity")])
+@pytest.mark.parametrize("value, word",
+                         [(float("nan"), "NaN"), (float("inf"), "infinity"), (-float("inf"), "infinity")])
 def test_non_finite_input_is_named_by_the_first_neuron_layer_it_reaches(fused, value: float, word: str) -> None:
     model = small_cnn().eval()
     for layer in model.neuron_layers():

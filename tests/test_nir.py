@@ -21,7 +21,8 @@ def _network(seed: int = 0) -> snn.Sequential:
     """Every exportable layer kind, per-neuron parameters, both reset modes, a recurrence."""
     torch.manual_seed(seed)
     return snn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), snn.LIF(beta=torch.rand(4, 1, 1) * 0.5 + 0.4, theta=0.7, bias=0.01, reset="zero"),
+        nn.Conv2d(1, 4, 3, padding=1),
+        snn.LIF(beta=torch.rand(4, 1, 1) * 0.5 + 0.4, theta=0.7, bias=0.01, reset="zero"),
         nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, padding=1, bias=False), snn.IF(theta=0.9),
         nn.AvgPool2d(2, divisor_override=1), nn.Flatten(), nn.Linear(16, 12),
         snn.CubaLIF(alpha=torch.rand(12), beta=torch.rand(12), theta=torch.rand(12) + 0.5,

@@ -46,7 +46,7 @@ from hardware.brian2.targets import check_size, check_target
 from hardware.graph import NetworkGraph, Population
 from snn.errors import SpikeforgeError
 from snn.network import Sequential
-from snn.neurons import IF, CubaLIF, Integrator
+from snn.neurons import CubaLIF, Integrator
 
 
 @dataclass
@@ -173,7 +173,6 @@ def _simulate(graph: NetworkGraph, values: np.ndarray, duration_s: float, dt_s: 
               step_s: float) -> ContinuousResult:
     import brian2 as b2
 
-    from hardware.brian2.build import _connect
 
     batch, n_in = values.shape
     dt = dt_s * b2.second

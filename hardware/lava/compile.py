@@ -272,8 +272,8 @@ def _report(layer: LoihiLayer, fan_in: int, w: np.ndarray, bias: np.ndarray, the
     return {
         "kind": layer.kind, "neurons": layer.size, "fan_in": fan_in, "scale": lam,
         "weight_mantissa_exp": layer.mantissa_exp,
-        "weight_max_abs_error": float(err.max()), "weight_rel_rms_error": float(np.sqrt((err ** 2).mean())
-                                                                                / max(np.sqrt((w ** 2).mean()), 1e-300)),
+        "weight_max_abs_error": float(err.max()),
+        "weight_rel_rms_error": float(np.sqrt((err ** 2).mean()) / max(np.sqrt((w ** 2).mean()), 1e-300)),
         "weights_zeroed": int(((q == 0) & (w != 0)).sum()), "mantissa_max": int(np.abs(q).max() >> layer.mantissa_exp),
         "vth": vth, "threshold_error": 0.0 if theta is None else float(abs(vth / lam - theta)),
         "bias_max_abs_error": float(np.abs(layer.bias_mant / lam - bias).max(initial=0.0)),

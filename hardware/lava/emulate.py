@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as tf
+import torch.nn.functional as F
 
 from hardware.lava.compile import LoihiLayer, LoihiNetwork
 from snn.errors import SpikeforgeError
@@ -87,7 +87,7 @@ class _Connection:
             e = layer.weight_exp
             a = a << e if e > 0 else a >> (-e)
             return _wrap(a, 32)
-        a = tf.conv2d(x.reshape(x.shape[0], *layer.in_shape), self.weight, stride=layer.stride,
+        a = F.conv2d(x.reshape(x.shape[0], *layer.in_shape), self.weight, stride=layer.stride,
                       padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
         return _wrap(torch.round(a).long(), 24).reshape(x.shape[0], -1)
 
@@ -102,7 +102,8 @@ def _lif_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, layer: LoihiLay
     return s, u, torch.where(s, torch.zeros_like(v), v)
 
 
-def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True, device: str | torch.device | None = None) -> Emulation:
+def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
+            device: str | torch.device | None = None) -> Emulation:
     """Run quantised input ``q`` (int ``[T, B, *input_shape]``, see :meth:`LoihiNetwork.quantise_input`)."""
     if q.dim() < 3 or tuple(q.shape[2:]) != net.input_shape:
         raise SpikeforgeError(f"emulator input must be [T, B, *{net.input_shape}], got {tuple(q.shape)}")

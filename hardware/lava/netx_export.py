@@ -60,10 +60,11 @@ def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
         entries.append(entry)
         prev_conv = layer.kind == "conv"
     meta = {"format": FORMAT, "input_levels": net.input_levels, "input_shape": list(net.input_shape),
-            "layers": [{"name": l.name, "kind": l.kind, "shape": list(l.shape), "in_shape": list(l.in_shape),
-                        "readout": l.readout, "scale": l.scale, "weight_exp": l.weight_exp,
-                        "graded_input": l.graded_input, "stride": list(l.stride), "padding": list(l.padding),
-                        "dilation": list(l.dilation), "groups": l.groups} for l in net.layers]}
+            "layers": [{"name": layer.name, "kind": layer.kind, "shape": list(layer.shape),
+                        "in_shape": list(layer.in_shape), "readout": layer.readout, "scale": layer.scale,
+                        "weight_exp": layer.weight_exp, "graded_input": layer.graded_input,
+                        "stride": list(layer.stride), "padding": list(layer.padding),
+                        "dilation": list(layer.dilation), "groups": layer.groups} for layer in net.layers]}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             group = f.create_group("layer")

@@ -58,7 +58,8 @@ def _read(path: str) -> tuple[dict, list[dict]]:
                 layers.append(spec)
                 k += 1
     except (OSError, KeyError, ValueError) as error:
-        raise RunnerError(f"{path} is not a spikeforge netx file ({error}); export it with hardware.lava.netx_export")
+        raise RunnerError(f"{path} is not a spikeforge netx file ({error}); export it with hardware.lava.netx_export"
+                          ) from error
     return meta, layers
 
 

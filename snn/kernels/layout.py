@@ -106,3 +106,14 @@ def as_one_row(a: np.ndarray) -> np.ndarray:
     all alike, so the kernels run the batch as one long row: work items of contiguous
     neurons, whatever the layer width (a 10-output classifier included)."""
     return a.reshape(*a.shape[:-2], 1, a.shape[-2] * a.shape[-1])
+
+
+def membrane_backward_inputs(ctx, gs, final_grads, vstore: torch.Tensor, state0):
+    """``(gs, (g_i, g_v, g_a), state0)`` as the backends that saved the membrane read them: zeros
+    where no gradient arrived or where a gradient reads the initial state of a scan that started
+    at rest; final-state gradients as fresh contiguous tensors (the kernels update them in place)."""
+    shape = ctx.state_shape
+    if ctx.zero_state:
+        state0 = tuple(vstore.new_zeros(shape) if k else None for k in ctx.keep)
+    finals = tuple(vstore.new_zeros(shape) if g is None else g.contiguous().clone() for g in final_grads)
+    return (torch.zeros_like(vstore) if gs is None else gs), finals, state0

@@ -18,7 +18,7 @@ from types import ModuleType
 
 import torch
 
-from snn import functional as F
+from snn import functional
 from snn.errors import SpikeforgeError
 from snn.kernels import torch_scan
 from snn.kernels.layout import FusedConfig, Saved, flat_parameters, per_feature
@@ -137,9 +137,10 @@ def fused_scan(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor, torch.T
     return spikes.reshape(x.shape), i.reshape(step_shape), v.reshape(step_shape), a
 
 
-def cuba_scan(x: torch.Tensor, state: F.CubaState | None, p: F.CubaParameters, surrogate: Surrogate,
+def cuba_scan(x: torch.Tensor, state: functional.CubaState | None, p: functional.CubaParameters, surrogate: Surrogate,
               reset: str = "subtract", detach_reset: bool = True,
-              input_name: str = "neuron input", donate_input: bool = False) -> tuple[torch.Tensor, F.CubaState]:
+              input_name: str = "neuron input", donate_input: bool = False
+              ) -> tuple[torch.Tensor, functional.CubaState]:
     """Fused equivalent of ``scan(cuba_step, ...)`` (``state=None``: start at rest, all zero):
     spikes ``[T, B, ...]`` and the final state. NaN or infinity in ``x`` raises
     :class:`SpikeforgeError` naming ``input_name``. ``donate_input``: see :attr:`FusedConfig.donated_input`."""
@@ -148,16 +149,17 @@ def cuba_scan(x: torch.Tensor, state: F.CubaState | None, p: F.CubaParameters, s
                       donated_input=donate_input)
     start = None if state is None else (state.i, state.v, zero)
     spikes, i, v, _ = fused_scan(x, start, (p.alpha, p.beta, p.theta, p.bias, zero, zero), cfg)
-    return spikes, F.CubaState(i, v)
+    return spikes, functional.CubaState(i, v)
 
 
-def alif_scan(x: torch.Tensor, state: F.AlifState | None, p: F.AlifParameters, surrogate: Surrogate,
+def alif_scan(x: torch.Tensor, state: functional.AlifState | None, p: functional.AlifParameters, surrogate: Surrogate,
               reset: str = "subtract", detach_reset: bool = True,
-              input_name: str = "neuron input", donate_input: bool = False) -> tuple[torch.Tensor, F.AlifState]:
+              input_name: str = "neuron input", donate_input: bool = False
+              ) -> tuple[torch.Tensor, functional.AlifState]:
     """Fused equivalent of ``scan(alif_step, ...)`` (``state=None``: start at rest, all zero):
     spikes ``[T, B, ...]`` and the final state. NaN or infinity in ``x`` raises
     :class:`SpikeforgeError` naming ``input_name``. ``donate_input``: see :attr:`FusedConfig.donated_input`."""
     cfg = FusedConfig(surrogate, reset, detach_reset, adaptive=True, input_name=input_name,
                       donated_input=donate_input)
     spikes, i, v, a = fused_scan(x, None if state is None else tuple(state), tuple(p), cfg)
-    return spikes, F.AlifState(i, v, a)
+    return spikes, functional.AlifState(i, v, a)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from snn.kernels.layout import PARAM_NAMES, FusedConfig, Saved, flat_parameters
+from snn.kernels.layout import PARAM_NAMES, FusedConfig, Saved, flat_parameters, membrane_backward_inputs
 from snn.validation import NEURON_INPUT_FIX, check_finite
 
 NAME = "torch"
@@ -133,17 +133,6 @@ def forward(x: torch.Tensor, state0, given: tuple[torch.Tensor, ...], param_shap
         state0 = (x.new_zeros(x.shape[1:]),) * 3
     spikes, final, vstore = _torch_forward(x, state0, params.unbind(0), cfg, store)
     return spikes, final, Saved(vstore, (True, True, True))
-
-
-def membrane_backward_inputs(ctx, gs, final_grads, vstore: torch.Tensor, state0):
-    """``(gs, (g_i, g_v, g_a), state0)`` as the backends that saved the membrane read them: zeros
-    where no gradient arrived or where a gradient reads the initial state of a scan that started
-    at rest; final-state gradients as fresh contiguous tensors (the kernels update them in place)."""
-    shape = ctx.state_shape
-    if ctx.zero_state:
-        state0 = tuple(vstore.new_zeros(shape) if k else None for k in ctx.keep)
-    finals = tuple(vstore.new_zeros(shape) if g is None else g.contiguous().clone() for g in final_grads)
-    return (torch.zeros_like(vstore) if gs is None else gs), finals, state0
 
 
 def backward(ctx, gs, final_grads, vstore: torch.Tensor, state0, params: torch.Tensor,

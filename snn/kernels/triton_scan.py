@@ -41,8 +41,8 @@ from snn.kernels.layout import (
     Saved,
     compilable,
     flat_parameters,
+    membrane_backward_inputs,
 )
-from snn.kernels.torch_scan import membrane_backward_inputs
 from snn.validation import NEURON_INPUT_FIX, check_finite
 
 try:  # triton is optional; without it the fused scan runs its torch loop on CUDA
