@@ -191,7 +191,6 @@ def test_untraceable_model_and_empty_loader() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_conversion_on_gpu_matches_cpu(digits, trained_cnn) -> None:
     _, _, calibration, test = digits
     cpu = accuracy_by_timesteps(convert(trained_cnn[0], calibration), test, [4, 16])

@@ -182,7 +182,6 @@ def test_no_grad_forward_stores_nothing_and_streams() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_torch_loop_matches_reference() -> None:
     layer = ALIF(learn_threshold=True).cuda()
     x = (torch.rand(STEPS, BATCH, FEATURES, device="cuda") * 1.5).requires_grad_()

@@ -351,7 +351,6 @@ def test_kernels_compile_for_cuda_without_fused_multiply_add() -> None:
 
 # --------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 # every third case: each model, both resets, detach on and off, all five surrogates
 @pytest.mark.parametrize(("model", "reset", "detach", "code"), BACKWARD_CASES[::3])
 @pytest.mark.parametrize("shape", [(STEPS, BATCH, FEATURES), (20, 4, 1000)])

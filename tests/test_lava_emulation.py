@@ -136,7 +136,6 @@ def test_missing_lava_environment_names_the_make_target(monkeypatch, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_emulator_on_gpu_equals_cpu():
     net = compile_network(dense_net(4, bias=0.05))
     q = net.quantise_input(torch.rand(32, 16, 12))
