@@ -66,6 +66,18 @@ def _parallel(x: torch.Tensor) -> bool:
     return PARALLEL_MIN_ELEMENTS is not None and x.numel() >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1
 
 
+def _stable(key: tuple, *dispatchers):
+    """Give each jitted function an identity derived from its name and ``key`` (its flags).
+
+    numba's on-disk cache keys a closure by the pickled contents of its cells; the inner
+    kernels hold other dispatchers there, which pickle with a random per-process UUID, so
+    without this every process missed the cache and compiled every kernel anew (seconds per
+    flag setting, in every ``snn`` command and test process)."""
+    for dispatcher in dispatchers:
+        dispatcher._set_uuid(f"spikeforge:{dispatcher.py_func.__qualname__}:{key!r}")
+    return dispatchers[0] if len(dispatchers) == 1 else dispatchers
+
+
 # --------------------------------------------------------------------------- neuron-steps
 if numba is not None:
 
@@ -84,6 +96,8 @@ if numba is not None:
         if code == 3:
             return k * max(one - one, one - k * abs(z))
         return k if abs(k * z) < half else one - one
+
+    _stable((), _sg)
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,7 +122,7 @@ def _parameter_views(uniform: bool):
             return firsts
         return rows[0][j], rows[1][j], rows[2][j], rows[3][j], rows[4][j], rows[5][j]
 
-    return views, at
+    return _stable((uniform,), views, at)
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,7 +156,7 @@ def _step_kernel(subtract: bool, adaptive: bool, instant_current: bool):
             ab[j] = rh * ab[j] + (one if fire else zero)
         return v, fire
 
-    return step
+    return _stable((subtract, adaptive, instant_current), step)
 
 
 @functools.lru_cache(maxsize=None)
@@ -157,7 +171,7 @@ def _reset_kernel(subtract: bool, adaptive: bool):
             return v - th if subtract else zero * v
         return v
 
-    return reset
+    return _stable((subtract, adaptive), reset)
 
 
 @functools.lru_cache(maxsize=None)
@@ -221,7 +235,7 @@ def _adjoint_kernel(subtract: bool, adaptive: bool, detach: bool, code: int, nee
             gib[j] = al * di
         return di
 
-    return adjoint
+    return _stable((subtract, adaptive, detach, code, needs, instant_current), adjoint)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -288,7 +302,7 @@ def _forward_kernels(flags: KernelFlags):
                               spikes)
         return nonfinite
 
-    return serial, parallel
+    return _stable(tuple(flags), item, serial, parallel)[1:]
 
 
 @functools.lru_cache(maxsize=None)
@@ -419,7 +433,7 @@ def _backward_kernels(flags: KernelFlags):
             item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope,
                  gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
 
-    return serial, parallel
+    return _stable(tuple(flags), replay, bptt, item, serial, parallel)[3:]
 
 
 # --------------------------------------------------------------------------- host side
