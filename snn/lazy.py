@@ -12,12 +12,11 @@ A home that is the module ``<package>.<name>`` itself yields the module.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def lazy_attributes(package: str, homes: Mapping[str, str], public: Iterable[str] = ()
-                    ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_attributes(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``: ``homes`` maps each public name to its module."""
     namespace = importlib.import_module(package).__dict__
 
@@ -31,6 +30,6 @@ def lazy_attributes(package: str, homes: Mapping[str, str], public: Iterable[str
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(namespace) | set(homes) | set(public))
+        return sorted(set(namespace) | set(homes))
 
     return __getattr__, __dir__
