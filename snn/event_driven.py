@@ -32,6 +32,7 @@ from snn import functional
 from snn.errors import SpikeforgeError
 from snn.kernels import FusedConfig, FusedScan, numba_available
 from snn.kernels.event_linear import event_currents
+from snn.kernels.jit_cache import call
 from snn.neurons import ALIF, CubaFamily, Integrator, NeuronLayer
 
 if numba_available():
@@ -99,7 +100,7 @@ class _Neuron:
         if self.integrator:
             (v,) = self.state
             if numba_available():
-                return _integrate(currents, self.params[0].numpy(), self.params[1].numpy(), v.numpy())
+                return call(_integrate, currents, self.params[0].numpy(), self.params[1].numpy(), v.numpy())
             out = np.empty_like(currents)
             for t in range(currents.shape[0]):
                 v.mul_(self.params[0]).add_(torch.from_numpy(currents[t])).add_(self.params[1])

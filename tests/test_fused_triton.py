@@ -22,6 +22,7 @@ compares compiled CUDA runs with the CPU numba kernels.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -30,7 +31,7 @@ import torch
 triton = pytest.importorskip("triton")
 
 from snn import surrogate as surrogates  # noqa: E402
-from snn.kernels import layout, numba_scan, scan, torch_scan  # noqa: E402
+from snn.kernels import jit_cache, layout, numba_scan, scan, torch_scan  # noqa: E402
 from snn.kernels import triton_scan as ft  # noqa: E402
 
 STEPS, BATCH, FEATURES = 10, 2, 37  # 37 = 2 full blocks of 16 and a masked tail of 5
@@ -78,11 +79,11 @@ def _cfg(reset: str, detach: bool, adaptive: bool, code: int = 0, slope: float =
     return cfg
 
 
-def _serial(factory, subtract, adaptive, detach=True, code=0, needs=(False,) * 6):
+def _serial(factory, subtract, adaptive, needs=(False,) * 6):
     """The serial numba kernel of ``factory`` for these flags; the others (such as zero_start /
     zero_final) keep their defaults (off)."""
-    return factory(layout.KernelFlags(subtract=subtract, adaptive=adaptive, detach=detach, code=code,
-                                      needs=tuple(needs)))[0]
+    kernel = factory(layout.KernelFlags(subtract=subtract, adaptive=adaptive, needs=tuple(needs)))[0]
+    return functools.partial(jit_cache.call, kernel)  # the first call under the kernel's lock, as the backend does
 
 
 def _numba_forward(x, state, params, subtract, adaptive):
@@ -122,9 +123,9 @@ def _numba_backward(gs, grads, x, state, params, subtract, adaptive, detach, cod
     gx = torch.empty(x.shape, dtype=x.dtype)
     gparams = torch.empty((6, *g_i.shape), dtype=x.dtype)
     state = [s.cpu() for s in state]
-    _serial(numba_scan._backward_kernels, subtract, adaptive, detach, code, needs)(
-        float(slope), gs.cpu().contiguous().numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(), x.cpu().numpy(),
-        *(s.numpy() for s in state), torch.stack(params).cpu().numpy(), gx.numpy(), gparams.numpy())
+    _serial(numba_scan._backward_kernels, subtract, adaptive, needs)(
+        code, detach, float(slope), gs.cpu().contiguous().numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(),
+        x.cpu().numpy(), *(s.numpy() for s in state), torch.stack(params).cpu().numpy(), gx.numpy(), gparams.numpy())
     return gx, (g_i, g_v, g_a), [q if need else None for q, need in zip(gparams, needs)]
 
 

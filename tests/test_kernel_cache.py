@@ -1,7 +1,7 @@
 """numba's on-disk cache serves the fused kernels to the next process (no compile per command).
 
 The kernels are closures over flags and over other jitted helpers; numba keys such a closure
-by its pickled cells, so each helper needs a stable identity (``numba_scan._stable``). A
+by its pickled cells, so each helper needs a stable identity (``snn.kernels.jit_cache``). A
 second process with the same cache folder must load every kernel and compile none.
 """
 
@@ -42,3 +42,49 @@ def test_a_second_process_loads_every_kernel_from_the_cache(tmp_path) -> None:
     scan_lines = [line for line in second.splitlines() if "numba_scan" in line]
     assert any("data loaded" in line for line in scan_lines)
     assert not [line for line in scan_lines if "data saved" in line], "a kernel was compiled again"
+
+
+# Each process compiles the backward of one reset mode in both precisions; the index numba
+# keeps per function is where two processes used to overwrite each other's entries.
+RACE = """
+import sys, torch
+from snn import functional, surrogate
+from snn.kernels import cuba_scan
+reset = sys.argv[1]
+for dtype in (torch.float32, torch.float64):
+    x = torch.rand(6, 2, 5, dtype=dtype, requires_grad=True)
+    p = functional.CubaParameters(*(torch.tensor(v, dtype=dtype) for v in (0.5, 0.9, 0.3, 0.0)))
+    cuba_scan(x, None, p, surrogate.get("fast_sigmoid"), reset)[0].sum().backward()
+"""
+
+CHECK = """
+import torch
+from snn import functional, surrogate
+from snn.kernels import cuba_scan
+for reset in ("subtract", "zero"):
+    for dtype in (torch.float32, torch.float64):
+        x = torch.rand(6, 2, 5, dtype=dtype, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        p = functional.CubaParameters(*(torch.tensor(v, dtype=dtype) for v in (0.5, 0.9, 0.3, 0.0)))
+        step = lambda xt, s: functional.cuba_step(xt, s, p, surrogate.get("fast_sigmoid"), reset)
+        ref, _, _ = functional.scan(step, x, functional.CubaState(torch.zeros_like(x[0]), torch.zeros_like(x[0])))
+        (ref_grad,) = torch.autograd.grad(ref.sum(), x)
+        spikes, _ = cuba_scan(x, None, p, surrogate.get("fast_sigmoid"), reset)
+        (grad,) = torch.autograd.grad(spikes.sum(), x)
+        assert torch.equal(spikes, ref), (reset, dtype)
+        torch.testing.assert_close(grad, ref_grad, msg=f"{reset} {dtype}")
+"""
+
+
+def test_processes_compiling_at_once_leave_a_cache_that_serves_the_right_kernels(tmp_path) -> None:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, reset], env=env, stderr=subprocess.PIPE, text=True)
+              for reset in ("subtract", "zero")]
+    for racer in racers:
+        _, err = racer.communicate(timeout=600)
+        assert racer.returncode == 0, err
+    indexes = {path.name.split("-")[0] for path in tmp_path.rglob("*_backward_kernels*serial*.nbi")}
+    assert len(indexes) == 2, f"one cache index per flag setting expected, found {sorted(indexes)}"
+    done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
+                          env={**env, "NUMBA_DEBUG_CACHE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stdout.splitlines() if "numba_scan" in line and "data saved" in line]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from snn.kernels import numba_scan
+from snn.kernels.jit_cache import call
 
 # Where the event-driven forward beats torch's matmul, measured on a 2-core AVX-512 CPU
 # (float32, 784 inputs): the break-even density is ~0.17 at 64 outputs, ~0.3 at 128 and
@@ -98,7 +99,7 @@ def event_currents(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.
     out = np.empty((x.shape[0], weight_t.shape[1]), dtype=weight_t.dtype)
     threshold = numba_scan.PARALLEL_MIN_ELEMENTS
     parallel = threshold is not None and x.size >= threshold
-    (event_currents_parallel if parallel else event_currents_serial)(x, weight_t, bias, out)
+    call(event_currents_parallel if parallel else event_currents_serial, x, weight_t, bias, out)
     return out
 
 

@@ -11,10 +11,12 @@ gradients [6, B, F] (partial sums per batch row; rows not needed are never writt
 A work item is one batch row b and a chunk of CHUNK features; items are independent, so
 the parallel kernels split them across threads without locks.
 Every flag (:class:`~snn.kernels.layout.KernelFlags`) is a compile-time constant of the
-kernel built for it: the inner loop over features has no branch left, and LLVM vectorises
-it. Serial and parallel variants are written out twice on purpose: one Python function
-jitted with and without parallel=True shares numba's on-disk cache entry, so one would
-silently run the other's code. Constants come in the data's precision: numba widens a bare
+kernel built for it: the inner loop over features has no branch on it left, and LLVM
+vectorises it. The surrogate (code and slope) and ``detach`` are the backward's first
+arguments instead: one compiled backward serves their ten settings, at no measured cost.
+Serial and parallel variants are written out twice on purpose: one Python function jitted
+with and without parallel=True shares numba's on-disk cache entry, so one would silently
+run the other's code. Constants come in the data's precision: numba widens a bare
 float literal to float64, which halves the vector width of a float32 loop (measured ~1.8x
 slower).
 """
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from snn.errors import SpikeforgeError
+from snn.kernels.jit_cache import cached_jit, call, stable_identity
 from snn.kernels.layout import (
     FusedConfig,
     KernelFlags,
@@ -66,18 +69,6 @@ def _parallel(x: torch.Tensor) -> bool:
     return PARALLEL_MIN_ELEMENTS is not None and x.numel() >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1
 
 
-def _stable(key: tuple, *dispatchers):
-    """Give each jitted function an identity derived from its name and ``key`` (its flags).
-
-    numba's on-disk cache keys a closure by the pickled contents of its cells; the inner
-    kernels hold other dispatchers there, which pickle with a random per-process UUID, so
-    without this every process missed the cache and compiled every kernel anew (seconds per
-    flag setting, in every ``snn`` command and test process)."""
-    for dispatcher in dispatchers:
-        dispatcher._set_uuid(f"spikeforge:{dispatcher.py_func.__qualname__}:{key!r}")
-    return dispatchers[0] if len(dispatchers) == 1 else dispatchers
-
-
 # --------------------------------------------------------------------------- neuron-steps
 if numba is not None:
 
@@ -97,7 +88,7 @@ if numba is not None:
             return k * max(one - one, one - k * abs(z))
         return k if abs(k * z) < half else one - one
 
-    _stable((), _sg)
+    stable_identity((), _sg)
 
 
 @functools.lru_cache(maxsize=None)
@@ -122,7 +113,7 @@ def _parameter_views(uniform: bool):
             return firsts
         return rows[0][j], rows[1][j], rows[2][j], rows[3][j], rows[4][j], rows[5][j]
 
-    return _stable((uniform,), views, at)
+    return stable_identity((uniform,), views, at)
 
 
 @functools.lru_cache(maxsize=None)
@@ -156,7 +147,7 @@ def _step_kernel(subtract: bool, adaptive: bool, instant_current: bool):
             ab[j] = rh * ab[j] + (one if fire else zero)
         return v, fire
 
-    return _stable((subtract, adaptive, instant_current), step)
+    return stable_identity((subtract, adaptive, instant_current), step)
 
 
 @functools.lru_cache(maxsize=None)
@@ -171,12 +162,11 @@ def _reset_kernel(subtract: bool, adaptive: bool):
             return v - th if subtract else zero * v
         return v
 
-    return _stable((subtract, adaptive), reset)
+    return stable_identity((subtract, adaptive), reset)
 
 
 @functools.lru_cache(maxsize=None)
-def _adjoint_kernel(subtract: bool, adaptive: bool, detach: bool, code: int, needs: tuple[bool, ...],
-                    instant_current: bool):
+def _adjoint_kernel(subtract: bool, adaptive: bool, needs: tuple[bool, ...], instant_current: bool):
     """One adjoint neuron-step at feature j (BPTT, step t), the mirror of :func:`_step_kernel`.
 
     Takes v[t], dL/ds[t] ``ds``, the trace a[t-1] and the reset membrane vr[t-1]; updates the
@@ -194,7 +184,7 @@ def _adjoint_kernel(subtract: bool, adaptive: bool, detach: bool, code: int, nee
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
 
     @njit(inline="always", cache=True, error_model="numpy")
-    def adjoint(j, v, ds, a_prev, vp, gib, gvb, gab, acc, di_next, p, kslope, one, zero, half, half_pi):
+    def adjoint(j, v, ds, a_prev, vp, gib, gvb, gab, acc, di_next, p, code, detach, kslope, one, zero, half, half_pi):
         al, be, thr, bi, rh, ga = p
         th = thr + ga * a_prev if adaptive else thr
         s = one if v - th > 0 else zero  # the forward's spike, recomputed bit for bit
@@ -235,7 +225,7 @@ def _adjoint_kernel(subtract: bool, adaptive: bool, detach: bool, code: int, nee
             gib[j] = al * di
         return di
 
-    return _stable((subtract, adaptive, detach, code, needs, instant_current), adjoint)
+    return stable_identity((subtract, adaptive, needs, instant_current), adjoint)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -254,8 +244,9 @@ def _forward_kernels(flags: KernelFlags):
     adaptive, zero_start, instant_current = flags.adaptive, flags.zero_start, flags.instant_current
     step = _step_kernel(flags.subtract, adaptive, instant_current)
     views, at = _parameter_views(flags.uniform)
+    key = tuple(flags)
 
-    @njit(cache=True, error_model="numpy")
+    @cached_jit(key, error_model="numpy")
     def item(b, lo, hi, x, i_state, v_state, a_state, params, spikes):
         # Views over [lo, hi) and indices from 0: LLVM then knows no index is negative,
         # drops numba's wraparound checks and vectorises the loop.
@@ -280,7 +271,7 @@ def _forward_kernels(flags: KernelFlags):
             ib[:] = x[x.shape[0] - 1, b, lo:hi]
         return 1 if nonfinite else 0
 
-    @njit(cache=True, nogil=True, error_model="numpy")
+    @cached_jit(key, nogil=True, error_model="numpy")
     def serial(x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
@@ -291,7 +282,7 @@ def _forward_kernels(flags: KernelFlags):
                               spikes)
         return nonfinite
 
-    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    @cached_jit(key, parallel=True, nogil=True, error_model="numpy")
     def parallel(x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
@@ -302,12 +293,15 @@ def _forward_kernels(flags: KernelFlags):
                               spikes)
         return nonfinite
 
-    return _stable(tuple(flags), item, serial, parallel)[1:]
+    return serial, parallel
 
 
 @functools.lru_cache(maxsize=None)
 def _backward_kernels(flags: KernelFlags):
-    """``(serial, parallel)`` backward kernels for ``flags``.
+    """``(serial, parallel)`` backward kernels for ``flags``, called as
+    ``kernel(code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)``
+    (``code``: the surrogate, :data:`~snn.kernels.layout.SURROGATE_CODES`; ``detach``: the
+    reset carries no gradient).
 
     Input ``x [T, B, F]`` and the initial state ``i0, v0, a0 [B, F]``: each work item first
     replays the forward over its slice (same operations, so v[t] and the spikes are
@@ -329,8 +323,9 @@ def _backward_kernels(flags: KernelFlags):
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
     step = _step_kernel(flags.subtract, adaptive, instant_current)
     reset = _reset_kernel(flags.subtract, adaptive)
-    adjoint = _adjoint_kernel(flags.subtract, adaptive, flags.detach, flags.code, needs, instant_current)
+    adjoint = _adjoint_kernel(flags.subtract, adaptive, needs, instant_current)
     views, at = _parameter_views(flags.uniform)
+    key = tuple(flags)
 
     @njit(inline="always", cache=True, error_model="numpy")
     def replay(b, lo, hi, x, ib, vb, ab, gx, a_trace, rows, firsts, one, zero):
@@ -344,7 +339,7 @@ def _backward_kernels(flags: KernelFlags):
                     at_row[j] = ab[j]
 
     @njit(inline="always", cache=True, error_model="numpy")
-    def bptt(b, lo, hi, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, acc, di_next, rows, firsts,
+    def bptt(b, lo, hi, code, detach, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, acc, di_next, rows, firsts,
              one, zero, half, half_pi):
         """The adjoint steps of row b over [lo, hi), t = T-1 down to 0: dL/dx[t] over v[t] in gx."""
         for t in range(gx.shape[0] - 1, -1, -1):
@@ -360,10 +355,10 @@ def _backward_kernels(flags: KernelFlags):
                     vp = reset(vp_row[j], app_row[j], p, zero) if t > 0 else vp_row[j]
                 gx_row[j] = adjoint(j, v_row[j], gs_row[0] if uniform_gs else gs_row[j],
                                     ap_row[j] if adaptive else zero, vp, gib, gvb, gab, acc, di_next, p,
-                                    kslope, one, zero, half, half_pi)
+                                    code, detach, kslope, one, zero, half, half_pi)
 
-    @njit(cache=True, error_model="numpy")
-    def item(b0, b1, lo, hi, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+    @cached_jit(key, error_model="numpy")
+    def item(b0, b1, lo, hi, code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
         # Views over [lo, hi), indices from 0 (see the forward kernel).
         steps, n = x.shape[0], hi - lo
         # constants and the slope in x's precision (module docstring)
@@ -395,7 +390,7 @@ def _backward_kernels(flags: KernelFlags):
             replay(b, lo, hi, x, ib, vb, ab, gx, a_trace, rows, firsts, one, zero)
             acc[:] = 0.0
             di_next[:] = 0.0
-            bptt(b, lo, hi, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, accs, di_next, rows, firsts,
+            bptt(b, lo, hi, code, detach, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, accs, di_next, rows, firsts,
                  one, zero, half, half_pi)
             if instant_current:  # the final state's g_i enters at t = T-1 only; dL/di0 = 0 * g_i = 0
                 if not zero_final and steps > 0:
@@ -411,29 +406,30 @@ def _backward_kernels(flags: KernelFlags):
                 if need:
                     gparams[k, b, lo:hi] = acc[k]
 
-    @njit(cache=True, nogil=True, error_model="numpy")
-    def serial(slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+    @cached_jit(key, nogil=True, error_model="numpy")
+    def serial(code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         rows = max(1, CHUNK // max(features, 1))
         groups = (batch + rows - 1) // rows
         for w in range(groups * chunks):
             g, c = w // chunks, w % chunks
-            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope,
-                 gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), code, detach,
+                 slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
 
-    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-    def parallel(slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+    @cached_jit(key, parallel=True, nogil=True, error_model="numpy")
+    def parallel(code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         rows = max(1, CHUNK // max(features, 1))
         groups = (batch + rows - 1) // rows
         for w in prange(groups * chunks):
             g, c = w // chunks, w % chunks
-            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), slope,
-                 gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), code, detach,
+                 slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
 
-    return _stable(tuple(flags), replay, bptt, item, serial, parallel)[3:]
+    stable_identity(key, replay, bptt)
+    return serial, parallel
 
 
 # --------------------------------------------------------------------------- host side
@@ -462,7 +458,7 @@ def forward(x: torch.Tensor, state0, given: tuple[torch.Tensor, ...], param_shap
     arrays = [t.numpy() for t in (xs, i, v, a, spikes)]
     if uniform:
         arrays = [as_one_row(t) for t in arrays]
-    if kernel(*arrays[:4], params.numpy(), arrays[4]):
+    if call(kernel, *arrays[:4], params.numpy(), arrays[4]):
         check_finite(xs, cfg.input_name, NEURON_INPUT_FIX)  # non-finite input seen: raise, naming which
     return spikes, (i, v, a), Saved(xs, (True, True, cfg.adaptive), params if uniform else None, instant)
 
@@ -492,15 +488,16 @@ def backward(ctx, gs, final_grads, x: torch.Tensor, state0, params: torch.Tensor
     gx = _input_gradient_buffer(ctx, x)
     gparams = x.new_empty((6, *shape)) if any(param_needs) else None
     flags = KernelFlags(subtract=cfg.subtract, adaptive=cfg.adaptive, instant_current=ctx.instant_current,
-                        uniform=uniform, zero_start=ctx.zero_state, detach=cfg.detach_reset, code=cfg.kernel_code,
-                        needs=param_needs, zero_final=zero_final, uniform_gs=uniform_gs, in_place=cfg.donated_input)
+                        uniform=uniform, zero_start=ctx.zero_state, needs=param_needs, zero_final=zero_final,
+                        uniform_gs=uniform_gs, in_place=cfg.donated_input)
     serial, parallel = _backward_kernels(flags)
     kernel = parallel if _parallel(x) else serial
     arrays = [gs.numpy(), *finals, xn, i0, v0, a0, gx.numpy(),
               np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy()]
     if uniform:
         arrays = [as_one_row(a) for a in arrays]
-    kernel(float(cfg.surrogate.slope), *arrays[:8], params.numpy(), *arrays[8:])
+    call(kernel, cfg.kernel_code, cfg.detach_reset, float(cfg.surrogate.slope), *arrays[:8], params.numpy(),
+         *arrays[8:])
     flat_grads = [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
     return gx, state_grads, flat_grads
 
