@@ -168,6 +168,7 @@ def test_missing_compiler_for_standalone(monkeypatch) -> None:
         run_discrete(graph, np.zeros((3, 1, 4)), target="gpu")
 
 
+@pytest.mark.slow
 def test_cpp_standalone_target_matches_torch(tmp_path) -> None:
     torch.manual_seed(5)
     net = Sequential(nn.Linear(8, 10), LIF(beta=0.9), nn.Linear(10, 4), CubaLIF(alpha=0.5, beta=0.9, reset="zero"),

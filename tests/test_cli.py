@@ -74,8 +74,9 @@ def test_corrupt_checkpoint_is_refused(tmp_path) -> None:
     assert "corrupt" in run.stderr and run.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_demo_writes_report_results_and_plots(tmp_path) -> None:
-    run = snn("demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--json")
+    run = snn("demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--samples", "30", "--json")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["stages"]["train"]["test_accuracy"] == result["test_accuracy"] > 0.5

@@ -7,6 +7,7 @@ up to float32 summation order: tolerance atol = 1e-5 (measured difference ~6e-7)
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from snn.app.distributed import ShardedLoader
@@ -22,6 +23,7 @@ def test_sharded_loader_splits_each_global_batch() -> None:
     assert len(ShardedLoader(batches, 0, 2)) == 2
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_single_process(tmp_path) -> None:
     common = dict(arch="mlp", epochs=1, batch_size=64, timesteps=4, progress=False, device="cpu")
     single = train_classifier(TrainSettings(**common), tmp_path / "one")

@@ -79,11 +79,12 @@ def _cfg(reset: str, detach: bool, adaptive: bool, code: int = 0, slope: float =
     return cfg
 
 
-def _serial(factory, subtract, adaptive, needs=(False,) * 6):
-    """The serial numba kernel of ``factory`` for these flags; the others (such as zero_start /
-    zero_final) keep their defaults (off)."""
-    kernel = factory(layout.KernelFlags(subtract=subtract, adaptive=adaptive, needs=tuple(needs)))[0]
-    return functools.partial(jit_cache.call, kernel)  # the first call under the kernel's lock, as the backend does
+def _serial(factory, subtract, adaptive, code=0, needs=(False,) * 6, detach=True):
+    """The serial numba kernel of ``factory`` for these flags, called with switches that keep their
+    defaults but ``detach`` (a start from the given state, final-state gradients read)."""
+    kernel = factory(layout.KernelFlags(subtract=subtract, adaptive=adaptive, code=code, needs=tuple(needs)))[0]
+    # the first call under the kernel's lock, as the backend does
+    return functools.partial(jit_cache.call, kernel, layout.KernelSwitches(detach=detach))
 
 
 def _numba_forward(x, state, params, subtract, adaptive):
@@ -123,8 +124,8 @@ def _numba_backward(gs, grads, x, state, params, subtract, adaptive, detach, cod
     gx = torch.empty(x.shape, dtype=x.dtype)
     gparams = torch.empty((6, *g_i.shape), dtype=x.dtype)
     state = [s.cpu() for s in state]
-    _serial(numba_scan._backward_kernels, subtract, adaptive, needs)(
-        code, detach, float(slope), gs.cpu().contiguous().numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(),
+    _serial(numba_scan._backward_kernels, subtract, adaptive, code, needs, detach)(
+        float(slope), gs.cpu().contiguous().numpy(), g_i.numpy(), g_v.numpy(), g_a.numpy(),
         x.cpu().numpy(), *(s.numpy() for s in state), torch.stack(params).cpu().numpy(), gx.numpy(), gparams.numpy())
     return gx, (g_i, g_v, g_a), [q if need else None for q, need in zip(gparams, needs)]
 

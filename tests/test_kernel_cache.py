@@ -35,6 +35,7 @@ def _run(cache_dir) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_a_second_process_loads_every_kernel_from_the_cache(tmp_path) -> None:
     first = _run(tmp_path)
     assert "data saved" in first and "numba_scan" in first  # the first process compiled and stored
@@ -44,37 +45,39 @@ def test_a_second_process_loads_every_kernel_from_the_cache(tmp_path) -> None:
     assert not [line for line in scan_lines if "data saved" in line], "a kernel was compiled again"
 
 
-# Each process compiles the backward of one reset mode in both precisions; the index numba
-# keeps per function is where two processes used to overwrite each other's entries.
+# Each process compiles the forward kernels of one reset mode in both precisions; the index
+# numba keeps per function is where two processes used to overwrite each other's entries
+# (the backward kernels share the mechanism; the forward keeps this test cheap).
 RACE = """
 import sys, torch
 from snn import functional, surrogate
 from snn.kernels import cuba_scan
 reset = sys.argv[1]
-for dtype in (torch.float32, torch.float64):
-    x = torch.rand(6, 2, 5, dtype=dtype, requires_grad=True)
-    p = functional.CubaParameters(*(torch.tensor(v, dtype=dtype) for v in (0.5, 0.9, 0.3, 0.0)))
-    cuba_scan(x, None, p, surrogate.get("fast_sigmoid"), reset)[0].sum().backward()
+with torch.no_grad():
+    for dtype in (torch.float32, torch.float64):
+        x = torch.rand(6, 2, 5, dtype=dtype)
+        p = functional.CubaParameters(*(torch.tensor(v, dtype=dtype) for v in (0.5, 0.9, 0.3, 0.0)))
+        cuba_scan(x, None, p, surrogate.get("fast_sigmoid"), reset)
 """
 
 CHECK = """
 import torch
 from snn import functional, surrogate
 from snn.kernels import cuba_scan
-for reset in ("subtract", "zero"):
-    for dtype in (torch.float32, torch.float64):
-        x = torch.rand(6, 2, 5, dtype=dtype, generator=torch.Generator().manual_seed(1)).requires_grad_()
-        p = functional.CubaParameters(*(torch.tensor(v, dtype=dtype) for v in (0.5, 0.9, 0.3, 0.0)))
-        step = lambda xt, s: functional.cuba_step(xt, s, p, surrogate.get("fast_sigmoid"), reset)
-        ref, _, _ = functional.scan(step, x, functional.CubaState(torch.zeros_like(x[0]), torch.zeros_like(x[0])))
-        (ref_grad,) = torch.autograd.grad(ref.sum(), x)
-        spikes, _ = cuba_scan(x, None, p, surrogate.get("fast_sigmoid"), reset)
-        (grad,) = torch.autograd.grad(spikes.sum(), x)
-        assert torch.equal(spikes, ref), (reset, dtype)
-        torch.testing.assert_close(grad, ref_grad, msg=f"{reset} {dtype}")
+with torch.no_grad():
+    for reset in ("subtract", "zero"):
+        for dtype in (torch.float32, torch.float64):
+            x = torch.rand(6, 2, 5, dtype=dtype, generator=torch.Generator().manual_seed(1))
+            p = functional.CubaParameters(*(torch.tensor(v, dtype=dtype) for v in (0.5, 0.9, 0.3, 0.0)))
+            step = lambda xt, s: functional.cuba_step(xt, s, p, surrogate.get("fast_sigmoid"), reset)
+            rest = functional.CubaState(torch.zeros_like(x[0]), torch.zeros_like(x[0]))
+            ref, _, _ = functional.scan(step, x, rest)
+            spikes, _ = cuba_scan(x, None, p, surrogate.get("fast_sigmoid"), reset)
+            assert torch.equal(spikes, ref) and 0 < ref.mean() < 1, (reset, dtype)
 """
 
 
+@pytest.mark.slow
 def test_processes_compiling_at_once_leave_a_cache_that_serves_the_right_kernels(tmp_path) -> None:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     racers = [subprocess.Popen([sys.executable, "-c", RACE, reset], env=env, stderr=subprocess.PIPE, text=True)
@@ -82,7 +85,7 @@ def test_processes_compiling_at_once_leave_a_cache_that_serves_the_right_kernels
     for racer in racers:
         _, err = racer.communicate(timeout=600)
         assert racer.returncode == 0, err
-    indexes = {path.name.split("-")[0] for path in tmp_path.rglob("*_backward_kernels*serial*.nbi")}
+    indexes = {path.name.split("-")[0] for path in tmp_path.rglob("*_forward_kernels*serial*.nbi")}
     assert len(indexes) == 2, f"one cache index per flag setting expected, found {sorted(indexes)}"
     done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
                           env={**env, "NUMBA_DEBUG_CACHE": "1"}, timeout=600)

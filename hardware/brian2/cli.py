@@ -46,11 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def brian2_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Demo stage: the trained digits CNN on ``DEMO_SAMPLES`` test digits in Brian2, compared with torch."""
+    """Demo stage: the trained digits CNN on ``DEMO_SAMPLES`` test digits (or the demo's ``--samples``) in
+    Brian2, compared with torch."""
     from hardware.brian2.simulate import simulate
-    print(f"[snn demo] brian2: re-running the digits network on {DEMO_SAMPLES} test samples", file=sys.stderr)
+    samples = context["options"].get("samples") or DEMO_SAMPLES
+    print(f"[snn demo] brian2: re-running the digits network on {samples} test samples", file=sys.stderr)
     checkpoint = context["results"]["train"]["checkpoint"]
-    results = simulate(checkpoint, backend="brian2", samples=DEMO_SAMPLES, compare=True)
+    results = simulate(checkpoint, backend="brian2", samples=samples, compare=True)
     write_json(Path(out) / "brian2.json", results)
     cmp = results["compare"]
     counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in results["spikes_per_sample"].items())

@@ -94,7 +94,7 @@ def energy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
     _log("counting operations of the converted SNN and the ANN on digits")
     job = dict(snn_path=conversion["snn_path"], ann="converters.reference_models:digits_cnn",
                weights=conversion["ann_weights"], dataset="digits", timesteps=DEMO_TIMESTEPS,
-               profiles="loihi,cmos45", fallback="cmos45")
+               profiles="loihi,cmos45", fallback="cmos45", samples=context["options"].get("samples"))
     result = run_energy(**job, out_dir=out / "energy", price_at="ann")
     table, ann_table = result.pop("table"), result.pop("ann_table")
     steps = result["timesteps"]
@@ -111,7 +111,7 @@ def energy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
         "## Energy per inference",
         "",
         "Operation counts come from the simulated activity of the converted SNN and of the ANN (BatchNorm folded "
-        f"in both) on all {result['samples']} digits test samples. Loihi: Davies et al., IEEE Micro 2018, Table 2 "
+        f"in both) on {result['samples']} digits test samples. Loihi: Davies et al., IEEE Micro 2018, Table 2 "
         "(pre-silicon simulation; 23.6 pJ per synaptic op is the table's *minimum*, spikes priced within-tile, "
         "mesh hops unpriced). The SNN's first layer sees the analog image (MACs), which Loihi cannot price: it is "
         "priced on 45 nm CMOS as if run off-chip. 45 nm CMOS: Horowitz, ISSCC 2014 (modelled; memory by SRAM size). "

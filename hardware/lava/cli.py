@@ -42,12 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Demo stage: the trained digits CNN on ``DEMO_SAMPLES`` test digits in Lava, against the emulation."""
+    """Demo stage: the trained digits CNN on ``DEMO_SAMPLES`` test digits (or the demo's ``--samples``) in
+    Lava, against the emulation."""
     from hardware.lava.deploy import deploy
 
-    print(f"[snn demo] lava: deploying the digits network to Loihi 2 fixed point ({DEMO_SAMPLES} samples in Lava)",
+    samples = context["options"].get("samples") or DEMO_SAMPLES
+    print(f"[snn demo] lava: deploying the digits network to Loihi 2 fixed point ({samples} samples in Lava)",
           file=sys.stderr)
-    results = deploy(context["results"]["train"]["checkpoint"], samples=DEMO_SAMPLES)
+    results = deploy(context["results"]["train"]["checkpoint"], samples=samples)
     write_json(Path(out) / "lava.json", results)
     counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in results["spikes_per_sample"].items())
     notes = results["quantisation"]["notes"]

@@ -58,7 +58,8 @@ def _activity_plots(out: Path, model: torch.nn.Module, timesteps: int) -> dict[s
 
 
 def train_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    settings = TrainSettings(**{**DEMO_SETTINGS.__dict__, **context["options"]})
+    chosen = {k: v for k, v in context["options"].items() if k in TrainSettings.__dataclass_fields__}
+    settings = TrainSettings(**{**DEMO_SETTINGS.__dict__, **chosen})
     _log(f"training a spiking CNN on digits (T={settings.timesteps}, {settings.epochs} epochs)")
     results = train_classifier(settings, out)
     model = load_checkpoint(results["checkpoint"]).model
@@ -105,10 +106,12 @@ def demo_stages() -> list[tuple[str, Stage]]:
 
 
 def run_demo(out_dir: str | Path, epochs: int | None = None, timesteps: int | None = None,
-             device: str | None = None) -> dict[str, Any]:
-    """Run every stage into ``out_dir``; return the contents of ``results.json``."""
+             device: str | None = None, samples: int | None = None) -> dict[str, Any]:
+    """Run every stage into ``out_dir``; return the contents of ``results.json``. ``samples`` caps
+    the test samples of the stages that simulate on other backends (``options["samples"]``;
+    None: each stage's own number)."""
     out = Path(out_dir)
-    options: dict[str, Any] = {"device": device}
+    options: dict[str, Any] = {"device": device, "samples": samples}
     if epochs is not None:
         options["epochs"] = epochs
     if timesteps is not None:

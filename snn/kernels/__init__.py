@@ -29,7 +29,8 @@ reset's terms in g_s drop with ``detach_reset``)::
 Each backend writes these two steps once (a forward neuron-step and its mirrored adjoint
 neuron-step) and loops them: :mod:`~snn.kernels.numba_scan` (CPU), :mod:`~snn.kernels.triton_scan`
 (CUDA) and :mod:`~snn.kernels.torch_scan` (anything else). The shared layout (parameter
-order, surrogate codes, settings, the numba kernels' flags) is :mod:`~snn.kernels.layout`.
+order, surrogate codes, settings, the numba kernels' compile-time flags and run-time switches)
+is :mod:`~snn.kernels.layout`.
 
 Saved for the backward: one value per neuron-step. The numba kernels keep the input x
 (which exists anyway, so the forward writes only the spikes) and replay the forward per
@@ -58,9 +59,9 @@ The event-driven Linear (:mod:`snn.kernels.event_linear`, imported from there) l
 too: the numba forward of a Linear layer that adds only the weight rows of active inputs.
 """
 
-from snn.kernels.layout import PARAM_NAMES, SURROGATE_CODES, FusedConfig, KernelFlags
+from snn.kernels.layout import PARAM_NAMES, SURROGATE_CODES, FusedConfig, KernelFlags, KernelSwitches
 from snn.kernels.numba_scan import numba_available
 from snn.kernels.scan import FusedScan, alif_scan, cuba_scan, fused_scan
 
-__all__ = ["PARAM_NAMES", "SURROGATE_CODES", "FusedConfig", "FusedScan", "KernelFlags", "alif_scan", "cuba_scan",
-           "fused_scan", "numba_available"]
+__all__ = ["PARAM_NAMES", "SURROGATE_CODES", "FusedConfig", "FusedScan", "KernelFlags", "KernelSwitches", "alif_scan",
+           "cuba_scan", "fused_scan", "numba_available"]

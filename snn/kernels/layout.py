@@ -48,23 +48,26 @@ class FusedConfig:
 class KernelFlags(NamedTuple):
     """The compile-time settings of one numba kernel: each setting compiles its own kernel,
     whose inner loop then has no branch on them left. The forward reads ``subtract``,
-    ``adaptive``, ``instant_current``, ``uniform`` and ``zero_start`` only; the rest keep their
-    defaults there, so one forward kernel serves every backward setting.
-
-    The surrogate (its code in :data:`SURROGATE_CODES` and slope) and ``detach_reset`` are not
-    flags: the backward kernel takes them as arguments, so one compiled kernel serves all ten
-    of their settings (five surrogates, reset detached or not). Their branches are
-    loop-invariant; measured on ``benchmarks/train_speed.py``, the runtime choice costs no
-    time, and it saves nine of every ten backward compilations (5-10 s each)."""
+    ``adaptive``, ``instant_current`` and ``uniform`` only; the rest keep their defaults there,
+    so one forward kernel serves every backward setting."""
 
     subtract: bool = True  # reset by subtraction (else to zero)
     adaptive: bool = False  # ALIF: threshold trace a
     instant_current: bool = False  # alpha = 0 and no alpha gradient (LIF): i[t] = x[t], no current state
     uniform: bool = False  # every parameter one value: params [6, 1], hoisted out of the loops
-    zero_start: bool = False  # the scan starts at rest: the initial state is not read (zeroed in the kernel)
+    code: int = 0  # surrogate derivative, SURROGATE_CODES
     needs: tuple[bool, ...] = (False,) * 6  # which parameter gradients (PARAM_NAMES order) are computed
-    zero_final: bool = False  # no gradient reached the final state: g_i, g_v, g_a zeroed in the kernel
     uniform_gs: bool = False  # dL/dspikes is one value for every neuron-step, passed as [1, 1, 1]
+
+
+class KernelSwitches(NamedTuple):
+    """The run-time settings of a numba kernel, its first argument: read once per work item or
+    row, not per element, so a branch on them costs nothing measurable and one compiled kernel
+    serves all their combinations (2 x 2 x 2 x 2 fewer compilations than as flags)."""
+
+    detach: bool = True  # the reset carries no gradient (detach_reset)
+    zero_start: bool = False  # the scan starts at rest: the initial state is not read (zeroed in the kernel)
+    zero_final: bool = False  # no gradient reached the final state: g_i, g_v, g_a zeroed in the kernel
     in_place: bool = False  # dL/dx is written over the (donated) input, which the replay reads from there
 
 

@@ -12,8 +12,11 @@ A work item is one batch row b and a chunk of CHUNK features; items are independ
 the parallel kernels split them across threads without locks.
 Every flag (:class:`~snn.kernels.layout.KernelFlags`) is a compile-time constant of the
 kernel built for it: the inner loop over features has no branch on it left, and LLVM
-vectorises it. The surrogate (code and slope) and ``detach`` are the backward's first
-arguments instead: one compiled backward serves their ten settings, at no measured cost.
+vectorises it. Settings that no inner loop reads per element (:class:`~snn.kernels.layout.KernelSwitches`:
+detach_reset, a start at rest, no final-state gradient, a donated input) are the kernels'
+first argument instead, one compiled kernel serving them all at no measured cost; the
+surrogate stays a flag (as an argument its five-way branch in the inner loop made the
+backward 2x slower, measured).
 Serial and parallel variants are written out twice on purpose: one Python function jitted
 with and without parallel=True shares numba's on-disk cache entry, so one would silently
 run the other's code. Constants come in the data's precision: numba widens a bare
@@ -35,6 +38,7 @@ from snn.kernels.jit_cache import cached_jit, call, stable_identity
 from snn.kernels.layout import (
     FusedConfig,
     KernelFlags,
+    KernelSwitches,
     Saved,
     as_one_row,
     compilable,
@@ -166,7 +170,7 @@ def _reset_kernel(subtract: bool, adaptive: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def _adjoint_kernel(subtract: bool, adaptive: bool, needs: tuple[bool, ...], instant_current: bool):
+def _adjoint_kernel(subtract: bool, adaptive: bool, code: int, needs: tuple[bool, ...], instant_current: bool):
     """One adjoint neuron-step at feature j (BPTT, step t), the mirror of :func:`_step_kernel`.
 
     Takes v[t], dL/ds[t] ``ds``, the trace a[t-1] and the reset membrane vr[t-1]; updates the
@@ -184,7 +188,7 @@ def _adjoint_kernel(subtract: bool, adaptive: bool, needs: tuple[bool, ...], ins
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
 
     @njit(inline="always", cache=True, error_model="numpy")
-    def adjoint(j, v, ds, a_prev, vp, gib, gvb, gab, acc, di_next, p, code, detach, kslope, one, zero, half, half_pi):
+    def adjoint(j, v, ds, a_prev, vp, gib, gvb, gab, acc, di_next, p, detach, kslope, one, zero, half, half_pi):
         al, be, thr, bi, rh, ga = p
         th = thr + ga * a_prev if adaptive else thr
         s = one if v - th > 0 else zero  # the forward's spike, recomputed bit for bit
@@ -225,36 +229,37 @@ def _adjoint_kernel(subtract: bool, adaptive: bool, needs: tuple[bool, ...], ins
             gib[j] = al * di
         return di
 
-    return stable_identity((subtract, adaptive, needs, instant_current), adjoint)
+    return stable_identity((subtract, adaptive, code, needs, instant_current), adjoint)
 
 
 # --------------------------------------------------------------------------- kernels
 @functools.lru_cache(maxsize=None)
 def _forward_kernels(flags: KernelFlags):
     """``(serial, parallel)`` forward kernels for ``flags`` (those the forward reads, see
-    :class:`KernelFlags`).
+    :class:`KernelFlags`), called as ``kernel(switches, x, i, v, a, params, spikes)``.
 
-    ``zero_start``: the state arrays arrive uninitialised and each work item zeroes its
-    own slice (no separate pass over ``[B, F]`` memory). ``uniform``: params ``[6, 1]``.
+    ``switches.zero_start`` (:class:`KernelSwitches`): the state arrays arrive uninitialised
+    and each work item zeroes its own slice (no separate pass over ``[B, F]`` memory).
+    ``uniform``: params ``[6, 1]``.
     ``instant_current``: the final current is the last input. Nothing is stored for the
     backward: it rebuilds v from the input x (one array fewer to write per neuron-step).
     Returns how many work items met NaN or infinity in x (the input check, folded into the
     pass that reads x anyway).
     """
-    adaptive, zero_start, instant_current = flags.adaptive, flags.zero_start, flags.instant_current
+    adaptive, instant_current = flags.adaptive, flags.instant_current
     step = _step_kernel(flags.subtract, adaptive, instant_current)
     views, at = _parameter_views(flags.uniform)
     key = tuple(flags)
 
     @cached_jit(key, error_model="numpy")
-    def item(b, lo, hi, x, i_state, v_state, a_state, params, spikes):
+    def item(b, lo, hi, sw, x, i_state, v_state, a_state, params, spikes):
         # Views over [lo, hi) and indices from 0: LLVM then knows no index is negative,
         # drops numba's wraparound checks and vectorises the loop.
         n = hi - lo
         one, zero = x.dtype.type(1.0), x.dtype.type(0.0)  # in x's precision (module docstring)
         rows, firsts = views(params, lo, hi)
         ib, vb, ab = i_state[b, lo:hi], v_state[b, lo:hi], a_state[b, lo:hi]
-        if zero_start:
+        if sw.zero_start:
             ib[:] = 0.0
             vb[:] = 0.0
             if adaptive:
@@ -272,25 +277,25 @@ def _forward_kernels(flags: KernelFlags):
         return 1 if nonfinite else 0
 
     @cached_jit(key, nogil=True, error_model="numpy")
-    def serial(x, i_state, v_state, a_state, params, spikes):
+    def serial(sw, x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         nonfinite = 0
         for w in range(batch * chunks):
             b, c = w // chunks, w % chunks
-            nonfinite += item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params,
-                              spikes)
+            nonfinite += item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), sw, x, i_state, v_state, a_state,
+                              params, spikes)
         return nonfinite
 
     @cached_jit(key, parallel=True, nogil=True, error_model="numpy")
-    def parallel(x, i_state, v_state, a_state, params, spikes):
+    def parallel(sw, x, i_state, v_state, a_state, params, spikes):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         nonfinite = 0
         for w in prange(batch * chunks):
             b, c = w // chunks, w % chunks
-            nonfinite += item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), x, i_state, v_state, a_state, params,
-                              spikes)
+            nonfinite += item(b, c * CHUNK, min(features, c * CHUNK + CHUNK), sw, x, i_state, v_state, a_state,
+                              params, spikes)
         return nonfinite
 
     return serial, parallel
@@ -299,36 +304,35 @@ def _forward_kernels(flags: KernelFlags):
 @functools.lru_cache(maxsize=None)
 def _backward_kernels(flags: KernelFlags):
     """``(serial, parallel)`` backward kernels for ``flags``, called as
-    ``kernel(code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)``
-    (``code``: the surrogate, :data:`~snn.kernels.layout.SURROGATE_CODES`; ``detach``: the
-    reset carries no gradient).
+    ``kernel(switches, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)``
+    (``switches``: :class:`~snn.kernels.layout.KernelSwitches`).
 
     Input ``x [T, B, F]`` and the initial state ``i0, v0, a0 [B, F]``: each work item first
     replays the forward over its slice (same operations, so v[t] and the spikes are
     bit-identical), writing v[t] into its slice of ``gx``; BPTT then runs down from t = T-1,
     reading v[t] (and v[t-1], not yet overwritten) and writing dL/dx[t] in its place. No
     scratch of ``[T, n]``: reading v from a separate scratch made the BPTT loop 2-3x slower
-    (measured; cause not pinned down). ``zero_start``: the initial state is not read
-    (stand-ins). ``zero_final``: g_i, g_v, g_a arrive uninitialised and each work item zeroes
-    its own slice. ``uniform_gs``: ``gs`` is a ``[1, 1, 1]`` array (the expanded gradient of
+    (measured; cause not pinned down). ``switches.zero_start``: the initial state is not read
+    (stand-ins). ``switches.zero_final``: g_i, g_v, g_a arrive uninitialised and each work item
+    zeroes its own slice. ``uniform_gs``: ``gs`` is a ``[1, 1, 1]`` array (the expanded gradient of
     ``out.sum()`` or ``out.mean()``). ``instant_current``: plus the final state's g_i at
-    t = T-1. ``in_place``: ``gx`` holds the input on entry (a donated input); the replay reads
+    t = T-1. ``switches.in_place``: ``gx`` holds the input on entry (a donated input); the replay reads
     it from there, element by element before overwriting it, and ``x`` is not read.
     ``gparams [6, B, F]`` receives the per-row partial gradients of the parameters flagged in
     ``needs`` (``[6, 1, 1]`` when none is).
     """
     adaptive, instant_current, needs = flags.adaptive, flags.instant_current, flags.needs
-    zero_start, zero_final, uniform_gs, in_place = flags.zero_start, flags.zero_final, flags.uniform_gs, flags.in_place
+    uniform_gs = flags.uniform_gs
     need_alpha, need_beta, need_theta, need_bias, need_rho, need_gamma = needs
     need_vr = need_alpha or need_beta  # vr[t-1], rebuilt from v[t-1] and its recomputed spike
     step = _step_kernel(flags.subtract, adaptive, instant_current)
     reset = _reset_kernel(flags.subtract, adaptive)
-    adjoint = _adjoint_kernel(flags.subtract, adaptive, needs, instant_current)
+    adjoint = _adjoint_kernel(flags.subtract, adaptive, flags.code, needs, instant_current)
     views, at = _parameter_views(flags.uniform)
     key = tuple(flags)
 
     @njit(inline="always", cache=True, error_model="numpy")
-    def replay(b, lo, hi, x, ib, vb, ab, gx, a_trace, rows, firsts, one, zero):
+    def replay(b, lo, hi, in_place, x, ib, vb, ab, gx, a_trace, rows, firsts, one, zero):
         """The forward of row b over [lo, hi) from the state in ib, vb, ab: v[t] into gx, a[t] into a_trace."""
         for t in range(x.shape[0]):
             vt, at_row = gx[t, b, lo:hi], a_trace[t if adaptive else 0]
@@ -339,7 +343,7 @@ def _backward_kernels(flags: KernelFlags):
                     at_row[j] = ab[j]
 
     @njit(inline="always", cache=True, error_model="numpy")
-    def bptt(b, lo, hi, code, detach, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, acc, di_next, rows, firsts,
+    def bptt(b, lo, hi, detach, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, acc, di_next, rows, firsts,
              one, zero, half, half_pi):
         """The adjoint steps of row b over [lo, hi), t = T-1 down to 0: dL/dx[t] over v[t] in gx."""
         for t in range(gx.shape[0] - 1, -1, -1):
@@ -355,10 +359,10 @@ def _backward_kernels(flags: KernelFlags):
                     vp = reset(vp_row[j], app_row[j], p, zero) if t > 0 else vp_row[j]
                 gx_row[j] = adjoint(j, v_row[j], gs_row[0] if uniform_gs else gs_row[j],
                                     ap_row[j] if adaptive else zero, vp, gib, gvb, gab, acc, di_next, p,
-                                    code, detach, kslope, one, zero, half, half_pi)
+                                    detach, kslope, one, zero, half, half_pi)
 
     @cached_jit(key, error_model="numpy")
-    def item(b0, b1, lo, hi, code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+    def item(b0, b1, lo, hi, sw, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
         # Views over [lo, hi), indices from 0 (see the forward kernel).
         steps, n = x.shape[0], hi - lo
         # constants and the slope in x's precision (module docstring)
@@ -374,12 +378,12 @@ def _backward_kernels(flags: KernelFlags):
         di_next = np.zeros(n, gs.dtype)
         for b in range(b0, b1):
             gib, gvb, gab = g_i[b, lo:hi], g_v[b, lo:hi], g_a[b, lo:hi]
-            if zero_final:
+            if sw.zero_final:
                 gib[:] = 0.0
                 gvb[:] = 0.0
                 if adaptive:
                     gab[:] = 0.0
-            if not zero_start:
+            if not sw.zero_start:
                 i0b[:] = i0[b, lo:hi]
                 v0b[:] = v0[b, lo:hi]
                 if adaptive:
@@ -387,13 +391,13 @@ def _backward_kernels(flags: KernelFlags):
             ib[:] = i0b
             vb[:] = v0b
             ab[:] = a0b
-            replay(b, lo, hi, x, ib, vb, ab, gx, a_trace, rows, firsts, one, zero)
+            replay(b, lo, hi, sw.in_place, x, ib, vb, ab, gx, a_trace, rows, firsts, one, zero)
             acc[:] = 0.0
             di_next[:] = 0.0
-            bptt(b, lo, hi, code, detach, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, accs, di_next, rows, firsts,
+            bptt(b, lo, hi, sw.detach, kslope, gs, gib, gvb, gab, gx, a_trace, v0b, a0b, accs, di_next, rows, firsts,
                  one, zero, half, half_pi)
             if instant_current:  # the final state's g_i enters at t = T-1 only; dL/di0 = 0 * g_i = 0
-                if not zero_final and steps > 0:
+                if not sw.zero_final and steps > 0:
                     last = gx[steps - 1, b, lo:hi]
                     for j in range(n):
                         last[j] += gib[j]
@@ -407,25 +411,25 @@ def _backward_kernels(flags: KernelFlags):
                     gparams[k, b, lo:hi] = acc[k]
 
     @cached_jit(key, nogil=True, error_model="numpy")
-    def serial(code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+    def serial(sw, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         rows = max(1, CHUNK // max(features, 1))
         groups = (batch + rows - 1) // rows
         for w in range(groups * chunks):
             g, c = w // chunks, w % chunks
-            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), code, detach,
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), sw,
                  slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
 
     @cached_jit(key, parallel=True, nogil=True, error_model="numpy")
-    def parallel(code, detach, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
+    def parallel(sw, slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams):
         batch, features = x.shape[1], x.shape[2]
         chunks = (features + CHUNK - 1) // CHUNK
         rows = max(1, CHUNK // max(features, 1))
         groups = (batch + rows - 1) // rows
         for w in prange(groups * chunks):
             g, c = w // chunks, w % chunks
-            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), code, detach,
+            item(g * rows, min(batch, g * rows + rows), c * CHUNK, min(features, c * CHUNK + CHUNK), sw,
                  slope, gs, g_i, g_v, g_a, x, i0, v0, a0, params, gx, gparams)
 
     stable_identity(key, replay, bptt)
@@ -451,14 +455,13 @@ def forward(x: torch.Tensor, state0, given: tuple[torch.Tensor, ...], param_shap
     spikes = torch.empty_like(xs)
     # LIF (alpha = 0, no alpha gradient): no current state in the kernels
     instant = uniform and not needs[4] and float(params[0, 0]) == 0.0
-    flags = KernelFlags(subtract=cfg.subtract, adaptive=cfg.adaptive, instant_current=instant, uniform=uniform,
-                        zero_start=state0 is None)
+    flags = KernelFlags(subtract=cfg.subtract, adaptive=cfg.adaptive, instant_current=instant, uniform=uniform)
     serial, parallel = _forward_kernels(flags)
     kernel = parallel if _parallel(xs) else serial
     arrays = [t.numpy() for t in (xs, i, v, a, spikes)]
     if uniform:
         arrays = [as_one_row(t) for t in arrays]
-    if call(kernel, *arrays[:4], params.numpy(), arrays[4]):
+    if call(kernel, KernelSwitches(zero_start=state0 is None), *arrays[:4], params.numpy(), arrays[4]):
         check_finite(xs, cfg.input_name, NEURON_INPUT_FIX)  # non-finite input seen: raise, naming which
     return spikes, (i, v, a), Saved(xs, (True, True, cfg.adaptive), params if uniform else None, instant)
 
@@ -488,16 +491,16 @@ def backward(ctx, gs, final_grads, x: torch.Tensor, state0, params: torch.Tensor
     gx = _input_gradient_buffer(ctx, x)
     gparams = x.new_empty((6, *shape)) if any(param_needs) else None
     flags = KernelFlags(subtract=cfg.subtract, adaptive=cfg.adaptive, instant_current=ctx.instant_current,
-                        uniform=uniform, zero_start=ctx.zero_state, needs=param_needs, zero_final=zero_final,
-                        uniform_gs=uniform_gs, in_place=cfg.donated_input)
+                        uniform=uniform, code=cfg.kernel_code, needs=param_needs, uniform_gs=uniform_gs)
+    switches = KernelSwitches(detach=cfg.detach_reset, zero_start=ctx.zero_state, zero_final=zero_final,
+                              in_place=cfg.donated_input)
     serial, parallel = _backward_kernels(flags)
     kernel = parallel if _parallel(x) else serial
     arrays = [gs.numpy(), *finals, xn, i0, v0, a0, gx.numpy(),
               np.empty((6, 1, 1), dtype) if gparams is None else gparams.numpy()]
     if uniform:
         arrays = [as_one_row(a) for a in arrays]
-    call(kernel, cfg.kernel_code, cfg.detach_reset, float(cfg.surrogate.slope), *arrays[:8], params.numpy(),
-         *arrays[8:])
+    call(kernel, switches, float(cfg.surrogate.slope), *arrays[:8], params.numpy(), *arrays[8:])
     flat_grads = [gparams[k].sum(0) if need else None for k, need in enumerate(param_needs)]
     return gx, state_grads, flat_grads
 
