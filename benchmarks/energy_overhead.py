@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from converters.convert import convert
 from converters.reference_models import digits_cnn
-from converters.storage import load_converted
 from hardware.energy.counting import OperationCounter
 from snn import data, encoders
+from snn.checkpoint import load_checkpoint
 from snn.models import build_cnn
 
 
@@ -73,7 +73,7 @@ def main() -> None:
     split = data.load_digits_split()
     images = split.x_test[:args.samples]
     if args.snn:
-        converted, _ = load_converted(args.snn)
+        converted = load_checkpoint(args.snn).model
     else:
         calibration = DataLoader(TensorDataset(split.x_train[:256], split.y_train[:256]), batch_size=128)
         converted = convert(digits_cnn().eval(), calibration, channelwise=True)

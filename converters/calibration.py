@@ -24,6 +24,13 @@ def _inputs(batch) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+def first_input(loader: DataLoader) -> torch.Tensor:
+    """The inputs of the loader's first batch (a sample for shapes); an empty loader is a clear error."""
+    for batch in loader:
+        return _inputs(batch)
+    raise SpikeforgeError("calibration loader is empty; give it a few batches of training data")
+
+
 @torch.no_grad()
 def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: float = 99.9,
                           channelwise: bool = False, max_batches: int | None = None,

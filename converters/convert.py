@@ -7,91 +7,60 @@
 1. trace and normalise the graph (:mod:`converters.tracing`): BatchNorm folded into the
    preceding layer, Dropout removed, unsupported operations refused by name;
 2. calibrate a threshold per activation from data (:mod:`converters.calibration`);
-3. replace every activation by an IF neuron (reset by subtraction, initial membrane at
-   half threshold, spikes of amplitude theta) and every max pooling by spike gating
-   (:mod:`converters.spiking`).
+3. build the spiking network (:mod:`converters.assemble`): every activation an IF neuron
+   (reset by subtraction, initial membrane at half threshold) followed by a Scale by its
+   threshold (spikes of amplitude theta), every max pooling a spike gate, the output an
+   Integrator (beta = 1).
 
 The SNN is driven by direct input (the analog sample at every step); its output layer is
 read as an accumulated, non-spiking membrane: the prediction after T steps is
-``argmax sum_{t<T} y[t]``, whose mean over T approximates the ANN's logits.
+``argmax sum_{t<T} y[t]`` (the ``membrane_last`` readout), whose mean over T approximates the
+ANN's logits. The result is an ordinary spikeforge network: it trains, saves as a checkpoint
+and runs on every backend like one built by hand.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
-from torch import fx, nn
+from torch import nn
 from torch.utils.data import DataLoader
 
-from converters.calibration import activation_thresholds
-from converters.spiking import SpikingActivation, SpikingMaxPool, TimeAware
-from converters.tracing import activation_sites, normalize
+from converters.assemble import spiking_network
+from converters.calibration import activation_thresholds, first_input
+from converters.tracing import normalize
 from snn import encoders
 from snn.errors import SpikeforgeError
-from snn.validation import check_finite, check_time_major, check_timesteps
-
-
-class ConvertedSNN(nn.Module):
-    """A converted network: ``forward([T, B, ...]) -> [T, B, ...]`` per-step output.
-
-    Inside, the traced graph runs once on the time-folded ``[T*B, ...]`` tensor; the
-    spiking modules unfold it to scan over T.
-    """
-
-    def __init__(self, graph: fx.GraphModule, options: dict[str, Any]) -> None:
-        super().__init__()
-        self.graph = graph
-        self.options = dict(options)
-
-    def time_aware(self) -> list[TimeAware]:
-        return [m for m in self.graph.modules() if isinstance(m, TimeAware)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_time_major(x, name="SNN input")
-        check_finite(x, "SNN input")
-        steps, batch = x.shape[:2]
-        for module in self.time_aware():
-            module.steps = steps
-        out = self.graph(x.reshape(steps * batch, *x.shape[2:]))
-        return out.reshape(steps, batch, *out.shape[1:])
-
-    def spiking_layers(self) -> dict[str, SpikingActivation]:
-        return {name: m for name, m in self.graph.named_modules() if isinstance(m, SpikingActivation)}
-
-
-def build_spiking_graph(gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_init: float) -> fx.GraphModule:
-    """Swap activation sites for IF neurons and max pools for spike gating, in place."""
-    for name in activation_sites(gm):
-        gm.add_submodule(name, SpikingActivation(thresholds[name], v_init))
-    for name, module in list(gm.named_modules()):
-        if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
-            gm.add_submodule(name, SpikingMaxPool(module))
-    gm.recompile()
-    return gm
+from snn.graph_network import GraphNetwork
+from snn.network import Sequential
+from snn.validation import check_timesteps
 
 
 def convert(model: nn.Module, calibration: DataLoader, percentile: float = 99.9, channelwise: bool = False,
             v_init: float = 0.5, max_batches: int | None = None,
-            device: torch.device | str = "cpu") -> ConvertedSNN:
-    """Convert a trained ANN; ``model`` itself is not modified.
+            device: torch.device | str = "cpu") -> Sequential | GraphNetwork:
+    """Convert a trained ANN into a spikeforge network; ``model`` itself is not modified.
 
     ``percentile`` and ``channelwise`` choose the data-based normalisation; ``v_init`` is
-    the initial membrane as a fraction of the threshold (0.5: half threshold).
+    the initial membrane as a fraction of the threshold (0.5: half threshold). A chain comes
+    back as :class:`~snn.network.Sequential`, a graph with residual additions or
+    concatenations as :class:`~snn.graph_network.GraphNetwork` (:mod:`converters.assemble`).
     """
     if not 0 <= v_init < 1:
         raise SpikeforgeError(f"initial membrane fraction v_init must lie in [0, 1), got {v_init}")
     gm = normalize(copy.deepcopy(model).to(device))
     thresholds = activation_thresholds(gm, calibration, percentile, channelwise, max_batches, device)
-    options = {"percentile": percentile, "channelwise": channelwise, "v_init": v_init}
-    return ConvertedSNN(build_spiking_graph(gm, thresholds, v_init), options).eval()
+    sample = first_input(calibration)[:1].to(device)
+    return spiking_network(gm.cpu(), thresholds, v_init, sample.cpu()).to(device)
 
 
 @torch.no_grad()
-def accuracy_by_timesteps(snn_model: ConvertedSNN, loader: DataLoader, timesteps: Iterable[int],
+def accuracy_by_timesteps(snn_model: nn.Module, loader: DataLoader, timesteps: Iterable[int],
                           device: torch.device | str = "cpu") -> dict[int, float]:
-    """Accuracy at every T in ``timesteps`` from one simulation of max(timesteps) steps."""
+    """Accuracy at every T in ``timesteps`` from one simulation of max(timesteps) steps: the
+    prediction at T is the argmax of the accumulated-membrane readout at step T - 1."""
     steps = sorted({check_timesteps(int(t)) for t in timesteps})
     if not steps:
         raise SpikeforgeError("give at least one number of timesteps")
@@ -100,7 +69,7 @@ def accuracy_by_timesteps(snn_model: ConvertedSNN, loader: DataLoader, timesteps
     total = 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        accumulated = snn_model(encoders.direct(x, steps[-1])).cumsum(0)
+        accumulated = snn_model(encoders.direct(x, steps[-1]))  # the Integrator readout: sum of y
         for t in steps:
             correct[t] += (accumulated[t - 1].argmax(-1) == y).sum().item()
         total += y.numel()

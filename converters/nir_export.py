@@ -131,6 +131,9 @@ def _neuron(name: str, layer: NeuronLayer, shape: tuple[int, ...], dt: float) ->
     if not isinstance(layer, (IF, LIF, CubaLIF)):
         raise SpikeforgeError(f"layer {name} ({type(layer).__name__}) has no NIR neuron type (NIR has IF, LIF, "
                               "CubaLIF, LI, I); export a network built from those")
+    if getattr(layer, "v_init", 0.0):
+        raise SpikeforgeError(f"layer {name} ({type(layer).__name__}) starts charged (v_init = {layer.v_init} theta); "
+                              "NIR's neurons start at rest; set layer.v_init = 0 (and re-check the accuracy) to export")
     p = layer.parameters_now()
     alpha, beta = _array(p.alpha, shape), _array(p.beta, shape)
     theta, bias = _array(p.theta, shape), _array(p.bias, shape)

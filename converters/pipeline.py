@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from converters.ann_training import train_ann
-from converters.convert import ConvertedSNN, accuracy_by_timesteps, ann_accuracy, convert
+from converters.convert import accuracy_by_timesteps, ann_accuracy, convert
 from converters.factory import build_ann
 from converters.plots import plot_accuracy_vs_timesteps
 from converters.qcfs import swap_relu_for_qcfs
@@ -57,7 +57,7 @@ def check_fits(model: nn.Module, split: data.DatasetSplit, reference: str) -> No
 
 
 def conversion_curve(model: nn.Module, split: data.DatasetSplit, timesteps: Sequence[int], percentile: float,
-                     channelwise: bool, device: torch.device) -> tuple[ConvertedSNN, dict[int, float]]:
+                     channelwise: bool, device: torch.device) -> tuple[nn.Module, dict[int, float]]:
     calibration, test = loaders(split)
     snn_model = convert(model, calibration, percentile=percentile, channelwise=channelwise, device=device)
     return snn_model, accuracy_by_timesteps(snn_model, test, timesteps, device)
@@ -75,7 +75,9 @@ def run_conversion(ann: str, weights: str | Path | None, out_dir: str | Path, da
     reference = ann_accuracy(model, test, target)
     snn_model, curve = conversion_curve(model, split, timesteps, percentile, channelwise, target)
     out = Path(out_dir)
-    snn_path = save_converted(out / "snn.pt", snn_model, ann, {"dataset": dataset, "ann_accuracy": reference})
+    meta = {"dataset": dataset, "ann": ann, "ann_accuracy": reference, "percentile": percentile,
+            "channelwise": channelwise, "snn_accuracy": {str(t): a for t, a in curve.items()}}
+    snn_path = save_converted(out / "snn.pt", snn_model.cpu(), max(curve), meta)
     plot = plot_accuracy_vs_timesteps({"SNN": curve}, out / "accuracy_vs_timesteps.png", reference)
     results = {"ann_accuracy": reference, "snn_accuracy": {str(t): a for t, a in curve.items()},
                "snn_path": str(snn_path), "plot": str(plot), "dataset": dataset, "ann": ann,
@@ -105,7 +107,8 @@ def demo_conversion(out: Path, device: str | None = None,
     reference = ann_accuracy(ann, test, target)
     log("converting it (ReLU, 99.9th percentile, channel-wise)")
     snn_relu, relu_curve = conversion_curve(ann, split, DEFAULT_TIMESTEPS, 99.9, True, target)
-    save_converted(out / "snn.pt", snn_relu, "converters.reference_models:digits_cnn", {"dataset": "digits"})
+    save_converted(out / "snn.pt", snn_relu.cpu(), max(relu_curve), {"dataset": "digits",
+                                                                     "ann": "converters.reference_models:digits_cnn"})
     log("fine-tuning with QCFS (L = 4) and converting again")
     qcfs_ann = swap_relu_for_qcfs(copy.deepcopy(ann), levels=4)
     train_ann(qcfs_ann, train, epochs=10, lr=5e-4, device=target)

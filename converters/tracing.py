@@ -66,7 +66,7 @@ ADVICE = {
 }
 
 
-def _node_label(node: fx.Node, gm: fx.GraphModule) -> str:
+def node_label(node: fx.Node, gm: fx.GraphModule) -> str:
     if node.op == "call_module":
         return f"node '{node.target}' ({type(gm.get_submodule(node.target)).__name__})"  # module path
     target = getattr(node.target, "__name__", str(node.target))
@@ -76,7 +76,7 @@ def _node_label(node: fx.Node, gm: fx.GraphModule) -> str:
 def _refuse(node: fx.Node, gm: fx.GraphModule, kind: str) -> SpikeforgeError:
     advice = ADVICE.get(kind, "use Linear/Conv, BatchNorm, ReLU/ReLU6/clamp/QCFS, pooling, Flatten, "
                                "additions or concatenation")
-    return SpikeforgeError(f"{_node_label(node, gm)} has no spiking equivalent; {advice}")
+    return SpikeforgeError(f"{node_label(node, gm)} has no spiking equivalent; {advice}")
 
 
 class _Tracer(fx.Tracer):
@@ -111,7 +111,7 @@ def _activation_upper(node: fx.Node, gm: fx.GraphModule) -> float | None:
         low = args[0] if args else kwargs.get("min")
         high = args[1] if len(args) > 1 else kwargs.get("max")
     if low != 0 or not (high is None or isinstance(high, (int, float))):
-        raise SpikeforgeError(f"{_node_label(node, gm)} clamps to [{low}, {high}]; only clamp(min=0, max=c) "
+        raise SpikeforgeError(f"{node_label(node, gm)} clamps to [{low}, {high}]; only clamp(min=0, max=c) "
                               "(a ReLU with a ceiling) has a spiking equivalent")
     return None if high is None else float(high)
 
@@ -150,7 +150,7 @@ def normalize(model: nn.Module) -> fx.GraphModule:
                 gm.graph.erase_node(node)
             elif isinstance(module, (nn.ReLU, nn.ReLU6, nn.Hardtanh, QCFS)):
                 if isinstance(module, nn.Hardtanh) and module.min_val != 0:
-                    raise SpikeforgeError(f"{_node_label(node, gm)} clamps below at {module.min_val}; only a "
+                    raise SpikeforgeError(f"{node_label(node, gm)} clamps below at {module.min_val}; only a "
                                           "lower bound of 0 has a spiking equivalent")
                 upper = 6.0 if isinstance(module, nn.ReLU6) else (
                     module.max_val if isinstance(module, nn.Hardtanh) else None)

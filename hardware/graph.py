@@ -24,7 +24,9 @@ Two levels, so a backend pays only for what it uses:
   ``b_k``, per-neuron float64 parameters and the recurrent matrix, as Brian2 simulates it.
 
 Affine layers: :data:`AFFINE_LAYERS` (Linear, Conv1d/2d, BatchNorm1d/2d in eval mode,
-AvgPool and AdaptiveAvgPool 1d/2d, Flatten, Unflatten, Dropout in eval mode, Identity).
+AvgPool and AdaptiveAvgPool 1d/2d, Flatten, Unflatten, Dropout in eval mode, Identity, Scale).
+A :class:`~snn.graph_network.GraphNetwork` with one path is read as its chain; residual graphs
+are refused for now.
 Neuron layers: IF, LIF, CubaLIF (kind ``"cuba"``), ALIF (``"alif"``), Integrator
 (``"integrator"``). Refused with :class:`~snn.errors.SpikeforgeError` naming the layer and
 the fix: any other layer (MaxPool, ReLU, ...: no synaptic equivalent), any other neuron
@@ -47,12 +49,14 @@ import torch
 from torch import nn
 
 from snn.errors import SpikeforgeError
+from snn.graph_network import GraphNetwork
+from snn.layers import Scale
 from snn.network import Sequential
 from snn.neurons import ALIF, CubaFamily, Integrator, NeuronLayer
 
 AFFINE_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity, Scale,
 )
 
 # Elements of the dense push kept in memory at once (float64): 2**23 ~ 64 MiB.
@@ -102,6 +106,11 @@ class Segment:
         """``(W [n_in, n_out] sparse, b [n_out], shape)`` of the stateless layers (see :func:`affine_map`)."""
         return affine_map(self.layers, self.in_shape)
 
+    def start_membrane(self) -> np.ndarray | None:
+        """v[-1] per neuron (float64) of a layer that starts charged (``v_init``), None when at rest."""
+        v_init = getattr(self.neuron, "v_init", 0.0)
+        return None if not v_init else v_init * self.parameters()["theta"]
+
     def parameters(self) -> dict[str, np.ndarray]:
         """The neuron layer's effective parameters (``parameters_now()``), float64, one value per neuron.
 
@@ -135,6 +144,7 @@ class Population:
     bias_in: np.ndarray
     folded: list[str] = field(default_factory=list)
     recurrent: sp.csr_matrix | None = None
+    v_start: np.ndarray | None = None  # v[-1] per neuron of a layer that starts charged (IF v_init); None: 0
 
     @property
     def size(self) -> int:
@@ -236,13 +246,22 @@ def _walk(model: Sequential, shape: tuple[int, ...], backend: str,
     return segments, pending
 
 
-def split_network(model: Sequential, input_shape: Sequence[int] | None = None, backend: str = "Brian2",
+def _as_chain(graph: GraphNetwork, backend: str) -> Sequential:
+    if not graph.is_chain():
+        raise SpikeforgeError(f"the network is a graph with residual additions or concatenations; {backend} runs "
+                              "chains of layers only for now; convert or build a network without skip connections")
+    return Sequential(*[node.layer for node in graph.nodes()], input_shape=graph.input_shape).eval()
+
+
+def split_network(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None = None, backend: str = "Brian2",
                   check: LayerCheck | None = None) -> tuple[tuple[int, ...], list[Segment]]:
     """``(input shape, segments)`` of ``model``; refuses what the graph cannot express (module docstring).
 
     ``check`` is the backend's own refusal, run on each layer before the graph's; ``backend``
     names the backend in the graph's refusals.
     """
+    if isinstance(model, GraphNetwork):
+        model = _as_chain(model, backend)
     shape = _input_shape(model, input_shape)
     segments, trailing = _walk(model, shape, backend, check)
     if trailing:
@@ -323,7 +342,7 @@ def population(segment: Segment) -> Population:
         recurrent = sp.csr_matrix(segment.neuron.recurrent.weight.detach().double().cpu().numpy().T)
         recurrent.eliminate_zeros()
     return Population(segment.name, kind, segment.shape, segment.parameters(), reset, weight, bias_in,
-                      segment.folded, recurrent)
+                      segment.folded, recurrent, segment.start_membrane())
 
 
 def network_graph(model: Sequential, input_shape: Sequence[int] | None = None,

@@ -20,6 +20,15 @@ ALIF, adaptive-threshold LIF (Bellec et al., NeurIPS 2018), adds a threshold tra
     v[t]     = v[t] - s[t] * theta[t]  (subtract) or v[t] * (1 - s[t]) (zero)
     a[t]     = rho * a[t-1] + s[t]
 
+Initial state: every variable is 0 at t = -1 (at rest), except for an IF layer built with
+``v_init`` (a fraction in [0, 1) of the threshold)::
+
+    v[-1] = v_init * theta                        i[-1] = 0
+
+ANN-to-SNN conversion starts at v_init = 0.5: half the threshold centres the rounding error
+of the rate code (Rueckauer et al. 2017; Bu et al., ICLR 2022), so the mean output over T
+approaches the ANN activation from both sides.
+
 Recurrent variants add the layer's own spikes of the previous step to the input:
 x[t] <- x[t] + W_rec s[t-1].
 
@@ -132,6 +141,11 @@ def integrator_step(x: torch.Tensor, state: IntegratorState, p: IntegratorParame
 def initial_state(kind: type[NamedTuple], like: torch.Tensor) -> NamedTuple:
     """All-zero state of ``kind`` shaped like one step of input ``like`` (``[B, ...]``)."""
     return kind(*(torch.zeros_like(like) for _ in kind._fields))
+
+
+def charged_state(like: torch.Tensor, theta: torch.Tensor, v_init: float) -> CubaState:
+    """The CUBA state at t = -1 of a layer that starts charged: ``i = 0, v = v_init * theta``."""
+    return CubaState(torch.zeros_like(like), (v_init * theta).to(like.dtype).expand_as(like).clone())
 
 
 Step = Callable[[torch.Tensor, NamedTuple], tuple[torch.Tensor, NamedTuple]]

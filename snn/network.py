@@ -3,7 +3,8 @@
 A spiking network is a stack of ordinary torch layers (Linear, Conv2d, BatchNorm,
 Dropout, pooling, Flatten, ...) and neuron layers (:mod:`snn.neurons`). Stateless layers
 see the time-folded tensor ``[T*B, ...]`` (one big batched call per layer, no loop over
-time); neuron layers see ``[T, B, ...]`` and scan over T. Any torch layer that maps a batch
+time); neuron layers, and layers marked ``time_major = True`` (:class:`snn.layers.SpikeMaxPool2d`),
+see ``[T, B, ...]`` and scan over T. Any torch layer that maps a batch
 to a batch drops in unchanged.
 
 Note: Dropout and BatchNorm on the folded tensor draw a fresh mask / pool statistics over
@@ -82,6 +83,13 @@ class Sequential(nn.Sequential):
                 else:
                     h, layer_state = layer(h, layer_state)
                 new_state.append(layer_state)
+                temporary = False
+            elif getattr(layer, "time_major", False):  # e.g. snn.layers.SpikeMaxPool2d: a count over time
+                if folded:
+                    h = h.reshape(steps, batch, *h.shape[1:])
+                    folded = False
+                h = layer(h)
+                new_state.append(None)
                 temporary = False
             else:
                 if not folded:

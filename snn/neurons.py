@@ -93,6 +93,8 @@ class NeuronLayer(nn.Module):
         the same graph then raises).
         """
         check_time_major(x, name=f"{type(self).__name__} input")
+        if state is None:
+            state = self.start_state(x[0])
         if self.recurrent is not None and x.shape[-1] != self.recurrent_features:
             raise SpikeforgeError(f"{type(self).__name__} has {self.recurrent_features} recurrent features "
                                   f"but its input has {x.shape[-1]}; flatten the input or set recurrent_features")
@@ -106,6 +108,11 @@ class NeuronLayer(nn.Module):
         out, state, trace = functional.scan(self._step(), x, state, weight, self.record_membrane)
         self.membrane_trace = trace
         return out, state
+
+    def start_state(self, like: torch.Tensor) -> NamedTuple | None:
+        """The state at t = -1 when none is given, shaped like one input step ``like``; None: at
+        rest (all zero, which the fused kernels set up without materialising it)."""
+        return None
 
     def _fused_scan(self, x: torch.Tensor, state: NamedTuple | None,
                     donate_input: bool = False) -> tuple[torch.Tensor, NamedTuple]:
@@ -153,6 +160,7 @@ class CubaFamily(NeuronLayer):
 
     _parameter_names = ("alpha", "beta", "theta", "bias")
     _state_type = functional.CubaState
+    v_init: float = 0.0  # IF only: v[-1] = v_init * theta (the contract's initial state)
 
     def __init__(self, alpha: Number, beta: Number, theta: Number, bias: Number, reset: str,
                  surrogate: str | surrogates.Surrogate | None, slope: float | None, learn_alpha: bool,
@@ -176,6 +184,11 @@ class CubaFamily(NeuronLayer):
         return functional.CubaParameters(self.alpha.clamp(0, 1), self.beta.clamp(0, 1),
                                 self.theta.clamp(min=MIN_THRESHOLD), self.bias)
 
+    def start_state(self, like: torch.Tensor) -> functional.CubaState | None:
+        if not self.v_init:
+            return None
+        return functional.charged_state(like, self.parameters_now().theta, self.v_init)
+
     def _step(self):
         p = self.parameters_now()
         return lambda x, s: functional.cuba_step(x, s, p, self.surrogate, self.reset, self.detach_reset)
@@ -197,17 +210,27 @@ class IF(CubaFamily):
 
     IF is LIF with beta = 1 (no leak). Reset ``"subtract"`` keeps the residue above
     threshold (the right choice for ANN-to-SNN conversion), ``"zero"`` clears it.
+    ``v_init`` in [0, 1): without a given state the layer starts charged, v[-1] = v_init *
+    theta (0.5 in converted networks; see :mod:`snn.functional`).
+
+    >>> layer = IF(theta=1.0, v_init=0.5)
+    >>> spikes, state = layer(torch.full((3, 1, 1), 0.5))  # v: 1.0, 1.5 -> spike, 1.0
+    >>> spikes.flatten().tolist()
+    [0.0, 1.0, 0.0]
     """
 
     def __init__(self, theta: Number = 1.0, bias: Number = 0.0, reset: str = "subtract",
                  surrogate: str | surrogates.Surrogate | None = None, slope: float | None = None,
                  learn_threshold: bool = False, detach_reset: bool = True,
-                 recurrent_features: int | None = None) -> None:
+                 recurrent_features: int | None = None, v_init: float = 0.0) -> None:
         super().__init__(0.0, 1.0, theta, bias, reset, surrogate, slope, False, False, learn_threshold,
                          detach_reset, recurrent_features)
+        if not 0 <= v_init < 1:
+            raise SpikeforgeError(f"IF initial membrane fraction v_init must lie in [0, 1), got {v_init}")
+        self.v_init = float(v_init)
 
     def spec(self) -> dict[str, Any]:
-        return {"type": "IF", **self._common_spec()}
+        return {"type": "IF", **self._common_spec(), **({"v_init": self.v_init} if self.v_init else {})}
 
 
 class LIF(CubaFamily):

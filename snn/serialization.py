@@ -1,9 +1,12 @@
 """Networks as data: a JSON spec of layers plus a state dict of tensors.
 
 ``network_spec(model)`` describes a :class:`~snn.network.Sequential` as a list of layer
-dictionaries (``{"type": "Conv2d", "in_channels": 1, ...}``); ``build_network(spec)``
-rebuilds it. Together with ``state_dict()`` this is the safe exchange format of the
-project: loading it never executes code from the file.
+dictionaries (``{"type": "Conv2d", "in_channels": 1, ...}``) and a
+:class:`~snn.graph_network.GraphNetwork` as a list of nodes (``{"name": "add1", "layer":
+{"type": "Add"}, "inputs": ["conv2", "if1"]}``) plus its output node; ``build_network(spec)``
+rebuilds either (layer types come from fixed tables, never from a name the file chooses).
+Together with ``state_dict()`` this is the safe exchange format of the project: loading it
+never executes code from the file.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any, Callable
 from torch import nn
 
 from snn.errors import SpikeforgeError
+from snn.graph_network import GraphNetwork, Node
+from snn.layers import STATELESS_LAYERS
 from snn.network import Sequential
 from snn.neurons import NEURON_TYPES, NeuronLayer
 
@@ -52,19 +57,25 @@ TORCH_LAYERS: dict[str, tuple[type[nn.Module], Callable[[nn.Module], dict[str, A
 
 def layer_spec(layer: nn.Module) -> dict[str, Any]:
     """JSON description of one layer; raises for a layer type the format does not know."""
-    if isinstance(layer, NeuronLayer):
+    if isinstance(layer, NeuronLayer) or type(layer) in STATELESS_LAYERS.values():
         return layer.spec()
     name = type(layer).__name__
     if name not in TORCH_LAYERS or type(layer) is not TORCH_LAYERS[name][0]:
-        raise SpikeforgeError(f"layer {name} cannot be saved: supported layers are "
-                              f"{', '.join([*TORCH_LAYERS, *NEURON_TYPES])}")
+        raise SpikeforgeError(f"layer {name} cannot be saved: supported layers are {', '.join(KNOWN)}")
     return {"type": name, **TORCH_LAYERS[name][1](layer)}
 
 
-def network_spec(model: Sequential) -> dict[str, Any]:
-    """Describe ``model`` as ``{"layers": [...], "input_shape": [...]}``."""
-    return {"layers": [layer_spec(layer) for layer in model],
-            "input_shape": None if model.input_shape is None else list(model.input_shape)}
+KNOWN = (*TORCH_LAYERS, *STATELESS_LAYERS, *NEURON_TYPES)
+
+
+def network_spec(model: Sequential | GraphNetwork) -> dict[str, Any]:
+    """Describe ``model``: ``{"layers": [...], "input_shape": [...]}`` for a chain, ``{"nodes":
+    [{"name", "layer", "inputs"}, ...], "output": name, "input_shape": [...]}`` for a graph."""
+    shape = None if model.input_shape is None else list(model.input_shape)
+    if isinstance(model, GraphNetwork):
+        return {"nodes": [{"name": n.name, "layer": layer_spec(n.layer), "inputs": list(n.inputs)}
+                          for n in model.nodes()], "output": model.output, "input_shape": shape}
+    return {"layers": [layer_spec(layer) for layer in model], "input_shape": shape}
 
 
 def build_layer(spec: dict[str, Any]) -> nn.Module:
@@ -74,16 +85,37 @@ def build_layer(spec: dict[str, Any]) -> nn.Module:
         return NEURON_TYPES[kind](**kwargs)
     if kind in TORCH_LAYERS:
         return TORCH_LAYERS[kind][0](**kwargs)
-    raise SpikeforgeError(f"unknown layer type {kind!r} in network spec; known: "
-                          f"{', '.join([*TORCH_LAYERS, *NEURON_TYPES])}")
+    if kind in STATELESS_LAYERS:
+        return STATELESS_LAYERS[kind](**kwargs)
+    raise SpikeforgeError(f"unknown layer type {kind!r} in network spec; known: {', '.join(KNOWN)}")
 
 
-def build_network(spec: dict[str, Any]) -> Sequential:
+def build_network(spec: dict[str, Any]) -> Sequential | GraphNetwork:
     """Rebuild a network from :func:`network_spec` output (weights not included)."""
+    if isinstance(spec, dict) and isinstance(spec.get("nodes"), list):
+        return _build_graph(spec)
     if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
-        raise SpikeforgeError("network spec must be a mapping with a 'layers' list")
+        raise SpikeforgeError("network spec must be a mapping with a 'layers' list (a chain) or a 'nodes' list "
+                              "(a graph)")
     try:
         layers = [build_layer(layer) for layer in spec["layers"]]
     except TypeError as error:
         raise SpikeforgeError(f"network spec has a malformed layer: {error}") from error
     return Sequential(*layers, input_shape=spec.get("input_shape"))
+
+
+def _build_graph(spec: dict[str, Any]) -> GraphNetwork:
+    nodes = []
+    for k, entry in enumerate(spec["nodes"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or \
+                not isinstance(entry.get("layer"), dict) or not isinstance(entry.get("inputs"), list):
+            raise SpikeforgeError(f"network spec node {k} must be a mapping with 'name' (text), 'layer' (a layer "
+                                  "spec) and 'inputs' (a list of node names)")
+        try:
+            layer = build_layer(entry["layer"])
+        except TypeError as error:
+            raise SpikeforgeError(f"network spec node {entry['name']!r} has a malformed layer: {error}") from error
+        nodes.append(Node(entry["name"], layer, tuple(str(i) for i in entry["inputs"])))
+    if not isinstance(spec.get("output"), str):
+        raise SpikeforgeError("network spec of a graph must name its 'output' node")
+    return GraphNetwork(nodes, spec["output"], spec.get("input_shape"))

@@ -30,7 +30,7 @@ from snn import encoders, losses
 from snn.checkpoint import load_checkpoint, save_checkpoint
 from snn.errors import SpikeforgeError
 from snn.network import Sequential
-from snn.neurons import Integrator, NeuronLayer
+from snn.neurons import Integrator
 from snn.validation import check_timesteps
 
 ENCODERS = ("direct", "rate")
@@ -61,7 +61,7 @@ class Task:
     @classmethod
     def for_model(cls, model: Sequential, timesteps: int, encoder: str = "direct") -> "Task":
         """Pick the readout from the model's last neuron layer (integrator or spiking)."""
-        neurons = [m for m in model if isinstance(m, NeuronLayer)]
+        neurons = [m for _, m in model.neuron_layers()]
         readout = "membrane_mean" if neurons and isinstance(neurons[-1], Integrator) else "count"
         return cls(timesteps, encoder, readout)
 

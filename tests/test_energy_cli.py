@@ -30,7 +30,7 @@ def files(tmp_path_factory):
     torch.save(ann.state_dict(), folder / "ann.pt")
     split = data.load_digits_split()
     calibration = DataLoader(TensorDataset(split.x_train[:128], split.y_train[:128]), batch_size=64)
-    save_converted(folder / "snn.pt", convert(ann, calibration, channelwise=True), FACTORY)
+    save_converted(folder / "snn.pt", convert(ann, calibration, channelwise=True), 4)
     model = build_cnn((1, 8, 8), 10, "lif", channels=(4, 8), hidden=16)
     save_checkpoint(folder / "model.pt", model, {"timesteps": 4, "encoder": "direct", "readout": "membrane_mean"})
     return folder
@@ -99,7 +99,7 @@ def test_missing_or_foreign_snn_file_is_refused(files, tmp_path):
     with pytest.raises(SpikeforgeError, match="does not exist"):
         _snn_energy(["--snn", str(tmp_path / "none.pt")])
     torch.save({"format": "something else"}, tmp_path / "other.pt")
-    with pytest.raises(SpikeforgeError, match="neither a converted SNN"):
+    with pytest.raises(SpikeforgeError, match="not a spikeforge checkpoint .* 'snn convert'"):
         _snn_energy(["--snn", str(tmp_path / "other.pt")])
 
 

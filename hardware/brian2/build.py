@@ -24,7 +24,8 @@ fixed weights).
 
 Samples: ``batch`` samples run side by side as copies of every population (neuron index
 ``b * n + j``); further samples follow in time, and a ``fresh(t)`` flag that is 1 on the
-first step of every sample zeroes the state there, exactly like a new torch forward.
+first step of every sample zeroes the state there (or sets v to v_init * theta for an IF
+layer that starts charged), exactly like a new torch forward.
 Brian2 computes in float64: compare with the torch network in float64.
 """
 
@@ -77,8 +78,9 @@ def update_code(population: Population) -> str:
     keep = "(1 - fresh(t))"
     if population.kind == "integrator":
         return f"v = beta * v * {keep} + (x + b_in) + bias\nx = 0"
+    start = f"(v * {keep} + v0 * fresh(t))" if population.v_start is not None else f"v * {keep}"
     lines = [f"I = alpha * I * {keep} + ((x + b_in) + xr * {keep})",
-             f"v = beta * v * {keep} + I + bias"]
+             f"v = beta * {start} + I + bias"]
     threshold = "theta"
     if population.kind == "alif":
         lines.append(f"theta_t = theta + gamma * adapt * {keep}")
@@ -220,9 +222,13 @@ def _group(pop: Population, batch: int, dt, namespace: dict, k: int):
 
     model = _INTEGRATOR_MODEL if pop.kind == "integrator" else _CUBA_MODEL + (_ALIF_EXTRA if pop.kind == "alif" else "")
     kwargs = {"threshold": "spk > 0.5", "reset": ""} if pop.spiking else {}
+    if pop.v_start is not None:
+        model += "v0 : 1 (constant)\n"
     group = b2.NeuronGroup(batch * pop.size, model, dt=dt, namespace=namespace, name=f"layer_{k}", **kwargs)
     for key, values in pop.params.items():
         setattr(group, key, np.tile(values, batch))
+    if pop.v_start is not None:
+        group.v0 = np.tile(pop.v_start, batch)
     group.b_in = np.tile(pop.bias_in, batch)
     group.run_regularly(update_code(pop), when="groups", order=3 * k, dt=dt)
     if pop.spiking:

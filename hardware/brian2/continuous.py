@@ -130,6 +130,9 @@ def _equations(pop: Population, first: bool, step_s: float) -> tuple[str, str, d
 
     if pop.kind == "alif":
         raise SpikeforgeError(f"layer {pop.name} (ALIF) has no continuous-time form here; use the discrete mode")
+    if pop.v_start is not None:
+        raise SpikeforgeError(f"layer {pop.name} starts charged (v_init); the continuous-time mode starts at rest; "
+                              "use the discrete mode")
     ns = {"step": step_s * second}
     tau_m = time_constant(_uniform(pop, "beta"), step_s)
     tau_s = time_constant(_uniform(pop, "alpha"), step_s) if pop.kind == "cuba" else 0.0

@@ -2,9 +2,8 @@
 
 :class:`OperationCounter` puts forward hooks on every synaptic layer (``Linear``,
 ``Conv1d``, ``Conv2d``) and every neuron layer (:class:`snn.neurons.NeuronLayer`
-subclasses, :class:`converters.spiking.SpikingActivation`, and for a dense ANN its ReLU-like
-activations) and counts what the run did. Definitions (they follow NeuroBench's
-``SynapticOperations`` / ``ActivationSparsity``):
+subclasses, and for a dense ANN its ReLU-like activations) and counts what the run did.
+Definitions (they follow NeuroBench's ``SynapticOperations`` / ``ActivationSparsity``):
 
 - a *synapse* is a nonzero weight (a zero weight is an absent connection, as in NeuroBench);
   the fan-out of an input element is the number of synapses leaving it, exact for conv
@@ -29,14 +28,14 @@ comes from (the model's graph), then checked on the values: a spiking neuron's o
 reached through flatten, identity, max pooling (which selects spikes) or average pooling
 (which a neuromorphic deployment folds into the synapses: each spike in a window reaches the
 window's fan-out), must be ``events * q`` with ``events`` non-negative integers, where ``q`` is
-the neuron's spike amplitude (1, or the converted SNN's threshold theta per channel) divided
-by the pooling window sizes (checked on a strided subset of rows; the count itself folds
+the spike amplitude (1, times the Scale layers on the path: a converted network's threshold
+theta per channel) divided by the pooling window sizes (checked on a strided subset of rows; the count itself folds
 ``1 / q`` into the counting kernel, so it costs no pass over the input). The network input
 (and any input whose origin the counter cannot follow) counts as spikes only if every value
 is 0, 1 or -1 (NeuroBench's rule). Anything else is an analog input and costs MACs (a direct-encoded first layer).
 
-Flatten, Identity, Dropout, pooling and BatchNorm (folded into the preceding layer's weights
-at deployment) cost nothing here; any other layer with no children is refused by name.
+Flatten, Identity, Dropout, pooling, Scale, Add, Concat and BatchNorm (folded into the
+synapses around them at deployment) cost nothing here; any other layer with no children is refused by name.
 """
 
 from __future__ import annotations
@@ -50,20 +49,20 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from converters.convert import ConvertedSNN
 from converters.qcfs import QCFS
-from converters.spiking import SpikingActivation, SpikingMaxPool
 from converters.tracing import ActivationSite
 from snn.errors import SpikeforgeError
+from snn.graph_network import INPUT, GraphNetwork
+from snn.layers import Add, Concat, Scale, SpikeMaxPool2d
 from snn.neurons import IF, LIF, Integrator, NeuronLayer
 
 SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 ANN_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, ActivationSite, QCFS)
 POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d)
 FREE = (nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.BatchNorm1d, nn.BatchNorm2d,
-        nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, *POOLS, SpikingMaxPool)
+        nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, *POOLS, SpikeMaxPool2d, Scale, Add, Concat)
 # Ways the spikes of a neuron reach a synaptic layer unchanged in kind (see the module docstring).
-SPIKE_PATH = (nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, *POOLS, SpikingMaxPool)
+SPIKE_PATH = (nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, *POOLS, SpikeMaxPool2d, Scale)
 KINDS = ("snn", "ann")
 WORD_BYTES = 4  # fp32 weights and state
 TOLERANCE = 1e-3
@@ -189,11 +188,11 @@ class _Lineage:
 
 
 def _root(model: nn.Module) -> nn.Module:
-    return model.graph if isinstance(model, ConvertedSNN) else model
+    return model.layers if isinstance(model, GraphNetwork) else model
 
 
 def _state_words(layer: nn.Module) -> int:
-    if isinstance(layer, (SpikingActivation, Integrator, IF, LIF)):
+    if isinstance(layer, (Integrator, IF, LIF)):
         return 1  # v only (IF / LIF have alpha = 0: no current state)
     return len(layer._state_type._fields)
 
@@ -207,11 +206,10 @@ def _check_known(root: nn.Module, kind: str) -> None:
         if isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.padding_mode != "zeros":
             raise SpikeforgeError(f"layer {name!r} pads with {module.padding_mode!r}; the energy counter counts "
                                   "zero padding only: use padding_mode='zeros'")
-        if isinstance(module, SpikingMaxPool) or any(True for _ in module.children()):
+        if isinstance(module, SpikeMaxPool2d) or any(True for _ in module.children()):
             continue
-        if not isinstance(module, (*SYNAPTIC, NeuronLayer, SpikingActivation, *ANN_ACTIVATIONS, *FREE)):
-            known = ", ".join(sorted({t.__name__ for t in (*SYNAPTIC, NeuronLayer, SpikingActivation,
-                                                            *ANN_ACTIVATIONS, *FREE)}))
+        if not isinstance(module, (*SYNAPTIC, NeuronLayer, *ANN_ACTIVATIONS, *FREE)):
+            known = ", ".join(sorted({t.__name__ for t in (*SYNAPTIC, NeuronLayer, *ANN_ACTIVATIONS, *FREE)}))
             raise SpikeforgeError(f"the energy counter does not know layer {name!r} ({type(module).__name__}); "
                                   f"it counts {known}: replace the layer or extend hardware/energy/counting.py")
     if isinstance(root, fx.GraphModule):
@@ -229,40 +227,14 @@ def _free_node(node: fx.Node) -> bool:
     return node.target in functions if node.op == "call_function" else node.target in methods
 
 
-def _flatten_step(node: fx.Node) -> nn.Module | None:
-    """``torch.flatten(x, start)`` / ``x.flatten(start)`` with constant arguments as a module."""
-    if (node.op == "call_function" and node.target is torch.flatten) or \
-            (node.op == "call_method" and node.target == "flatten"):
-        args = [a for a in node.args[1:]] + list(node.kwargs.values())
-        if all(isinstance(a, int) for a in args):
-            return nn.Flatten(*args) if args else nn.Flatten(0)
-    return None
-
-
-def _lineages(root: nn.Module) -> dict[str, _Lineage]:
+def _lineages(root: nn.Module, graph: nn.Module | None = None) -> dict[str, _Lineage]:
     """For every synaptic layer, the neuron (or network input) its input comes from."""
     found: dict[str, _Lineage] = {}
-    if isinstance(root, fx.GraphModule):
-        modules = dict(root.named_modules())
-        for node in root.graph.nodes:
-            if node.op != "call_module" or not isinstance(modules[node.target], SYNAPTIC):
-                continue
-            path: list[nn.Module] = []
-            current = node.args[0]
-            lineage = _Lineage(None)
-            while isinstance(current, fx.Node):
-                if current.op == "placeholder":
-                    lineage = _Lineage("input", path)
-                    break
-                module = modules.get(current.target) if current.op == "call_module" else _flatten_step(current)
-                if isinstance(module, (NeuronLayer, SpikingActivation)):
-                    lineage = _Lineage(current.target, path)
-                    break
-                if not isinstance(module, SPIKE_PATH):
-                    break
-                path.insert(0, module)
-                current = current.args[0]
-            found[node.target] = lineage
+    if isinstance(root, nn.ModuleDict) and isinstance(graph, GraphNetwork):
+        for name, module in root.items():
+            if isinstance(module, SYNAPTIC):
+                found[name] = _graph_lineage(graph, graph.inputs[name][0])
+        return found
     elif isinstance(root, nn.Sequential):
         children = list(root.named_children())
         for index, (name, module) in enumerate(children):
@@ -270,7 +242,7 @@ def _lineages(root: nn.Module) -> dict[str, _Lineage]:
                 continue
             path: list[nn.Module] = []
             for before_name, before in reversed(children[:index]):
-                if isinstance(before, (NeuronLayer, SpikingActivation)):
+                if isinstance(before, NeuronLayer):
                     lineage = _Lineage(before_name, path)
                     break
                 if not isinstance(before, SPIKE_PATH):
@@ -281,6 +253,20 @@ def _lineages(root: nn.Module) -> dict[str, _Lineage]:
                 lineage = _Lineage("input", path)
             found[name] = lineage
     return found
+
+
+def _graph_lineage(graph: GraphNetwork, source: str) -> _Lineage:
+    """Walk back from ``source`` through single-input spike-path nodes to a neuron or the input."""
+    path: list[nn.Module] = []
+    while source != INPUT:
+        module = graph.layers[source]
+        if isinstance(module, NeuronLayer):
+            return _Lineage(source, path)
+        if not isinstance(module, SPIKE_PATH):
+            return _Lineage(None)
+        path.insert(0, module)
+        source = graph.inputs[source][0]
+    return _Lineage("input", path)
 
 
 class OperationCounter:
@@ -298,7 +284,7 @@ class OperationCounter:
         self.kind = kind
         self.root = _root(model)
         _check_known(self.root, kind)
-        self.lineage = _lineages(self.root) if kind == "snn" else {}
+        self.lineage = _lineages(self.root, model) if kind == "snn" else {}
         self.layers: dict[str, LayerCounts] = {}
         self.samples = 0
         self.timesteps = 1
@@ -316,7 +302,7 @@ class OperationCounter:
             if isinstance(module, SYNAPTIC):
                 hook = self._synapse_hook(name)
                 self._layer(name, module, "synapse").weight_bytes = module.weight.numel() * WORD_BYTES
-            elif isinstance(module, (NeuronLayer, SpikingActivation)):
+            elif isinstance(module, NeuronLayer):
                 hook = self._neuron_hook(name)
                 layer = self._layer(name, module, "neuron")
                 layer.state_words = _state_words(module)
@@ -359,31 +345,17 @@ class OperationCounter:
             count = out.numel()
             layer.neuron_updates += count
             layer.outputs += count
-            per_sample = out.shape[2:] if isinstance(module, NeuronLayer) else out.shape[1:]
+            per_sample = out.shape[2:]
             layer.state_bytes = math.prod(per_sample) * layer.state_words * WORD_BYTES
             if not layer.spiking:
                 layer.nonzero_outputs += float(torch.count_nonzero(out))
                 return
-            # Spikes are 0/1 (NeuronLayer) or theta (SpikingActivation, which counts its own spikes);
-            # a plain sum is much cheaper than count_nonzero on CPU.
-            spikes = module.spike_count if isinstance(module, SpikingActivation) else float(out.sum())
+            spikes = float(out.sum())  # spikes are 0/1: a plain sum is much cheaper than count_nonzero on CPU
             layer.spikes += spikes
             layer.nonzero_outputs += spikes
             if name not in self._amplitude:
-                self._amplitude[name] = self._amplitude_map(module, tuple(per_sample), out.dtype, out.device)
+                self._amplitude[name] = torch.ones(1, *per_sample, dtype=out.dtype, device=out.device)
         return hook
-
-    @staticmethod
-    def _amplitude_map(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype,
-                       device: torch.device) -> torch.Tensor:
-        """Value of one spike of each neuron: theta for converted IF neurons, else 1."""
-        amplitude = torch.ones(1, *shape, dtype=dtype, device=device)
-        if isinstance(module, SpikingActivation):
-            theta = module.threshold.to(dtype=dtype, device=device)
-            if theta.dim() == 1:
-                theta = theta.reshape(1, -1, *([1] * (len(shape) - 1)))
-            amplitude = amplitude * theta
-        return amplitude
 
     def _activation_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -450,7 +422,7 @@ class OperationCounter:
             divisor = 1.0
             try:
                 for module in lineage.path:
-                    if isinstance(module, SpikingMaxPool):
+                    if isinstance(module, SpikeMaxPool2d):
                         module = module.pool
                     if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d)):
                         size = module.kernel_size

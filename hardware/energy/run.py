@@ -17,17 +17,14 @@ from torch import nn
 
 from converters.factory import build_ann
 from converters.pipeline import check_fits
-from converters.storage import FORMAT as CONVERTED_FORMAT
-from converters.storage import load_converted
 from converters.tracing import normalize
 from hardware.energy.counting import NetworkCounts, OperationCounter
 from hardware.energy.profiles import Estimate, Profile, get_profile, parse_profiles, price
 from hardware.energy.report import estimate_json, layer_table, plot_layer_energy, plot_pareto, ratio
-from snn import data, encoders
-from snn.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from snn import data
 from snn.checkpoint import load_checkpoint
 from snn.errors import SpikeforgeError
-from snn.fileio import load_torch_file, write_json
+from snn.fileio import write_json
 from snn.training import Task
 
 BATCH = 128
@@ -39,23 +36,15 @@ def _log(message: str) -> None:
 
 def load_snn(path: str | Path) -> tuple[nn.Module, Callable[[torch.Tensor, int], torch.Tensor],
                                         Callable[[torch.Tensor], torch.Tensor], int]:
-    """(model, encode(x, T), predict(output), default T) for a converted SNN or a trained checkpoint."""
-    path = Path(path)
-    header = load_torch_file(path, "--snn {path} does not exist; give snn convert's snn.pt or snn train's model.pt",
-                             "--snn {path} is not a readable torch file ({error})")
-    kind = header.get("format") if isinstance(header, dict) else None
-    if kind == CONVERTED_FORMAT:
-        model, _ = load_converted(path)
-        return model, encoders.direct, lambda out: out.sum(0).argmax(-1), 32
-    if kind == CHECKPOINT_FORMAT:
-        checkpoint = load_checkpoint(path)
-        task = checkpoint.task
-        steps = int(task.get("timesteps", 8))
-        encoder, readout = task.get("encoder", "direct"), task.get("readout", "membrane_mean")
-        generator = torch.Generator().manual_seed(0)
-        encode = lambda x, t: Task(t, encoder, readout).encode(x, generator)  # noqa: E731
-        return checkpoint.model.eval(), encode, Task(steps, encoder, readout).predict, steps
-    raise SpikeforgeError(f"--snn {path} is neither a converted SNN ('snn convert') nor a checkpoint ('snn train')")
+    """(model, encode(x, T), predict(output), default T) of a checkpoint (``snn train``'s model.pt or
+    ``snn convert``'s snn.pt: the same format)."""
+    checkpoint = load_checkpoint(path)
+    task = checkpoint.task
+    steps = int(task.get("timesteps", 8))
+    encoder, readout = task.get("encoder", "direct"), task.get("readout", "membrane_mean")
+    generator = torch.Generator().manual_seed(0)
+    encode = lambda x, t: Task(t, encoder, readout).encode(x, generator)  # noqa: E731
+    return checkpoint.model.eval(), encode, Task(steps, encoder, readout).predict, steps
 
 
 @torch.no_grad()

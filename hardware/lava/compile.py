@@ -41,6 +41,7 @@ from torch import nn
 
 from hardware.graph import LayerCheck, Segment, layer_label, split_network
 from snn.errors import SpikeforgeError
+from snn.layers import Scale
 from snn.network import Sequential
 from snn.neurons import IF, LIF, CubaLIF, Integrator, NeuronLayer
 
@@ -61,7 +62,8 @@ DENSE_ELEMENT_LIMIT = 2 ** 26  # dense matrices above this are refused (memory),
 
 SUPPORTED_NEURONS = (IF, LIF, CubaLIF, Integrator)
 # The affine layers compiled and tested here: a subset of hardware.graph.AFFINE_LAYERS.
-AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity,
+          Scale)
 CONV_TAIL = (nn.BatchNorm2d, nn.Dropout, nn.Identity)
 
 
@@ -136,6 +138,10 @@ def _check_layer(name: str, layer: nn.Module) -> None:
         if getattr(layer, "recurrent", None) is not None:
             raise SpikeforgeError(f"{label} is recurrent; the Loihi compiler here handles feed-forward "
                                   "networks only; set recurrent_features=None")
+        if getattr(layer, "v_init", 0.0):
+            raise SpikeforgeError(f"{label} starts charged (v_init = {layer.v_init} theta); the Loihi compiler "
+                                  "here starts every neuron at rest; set layer.v_init = 0 (and re-check the "
+                                  "accuracy) to deploy it")
         return
     if type(layer) not in AFFINE:
         raise SpikeforgeError(f"{label} is not supported on Loihi 2: only "

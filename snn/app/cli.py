@@ -54,7 +54,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from snn.app.demo import run_demo
-    return run_demo(args.out, epochs=args.epochs, timesteps=args.timesteps, device=args.device)
+    return run_demo(args.out, epochs=args.epochs, timesteps=args.timesteps, device=args.device, samples=args.samples)
 
 
 def _add_train(verbs: argparse._SubParsersAction) -> None:
@@ -65,7 +65,11 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     train.add_argument("--timesteps", type=positive_int, default=8, help="simulation steps T per sample")
     train.add_argument("--epochs", type=positive_int, default=30)
     train.add_argument("--batch-size", type=positive_int, default=32)
-    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default 2e-3; 1e-4 when fine-tuning with --init)")
+    train.add_argument("--init", default=None, metavar="CHECKPOINT",
+                       help="start from this network (snn train's model.pt or snn convert's snn.pt) and fine-tune "
+                            "it with surrogate gradients at --timesteps")
     train.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience in epochs")
     train.add_argument("--encoder", default="direct", choices=["direct", "rate"])
     train.add_argument("--out", required=True, help="output folder (checkpoint, curves, results)")
@@ -89,6 +93,8 @@ def _add_demo(verbs: argparse._SubParsersAction) -> None:
     demo.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: demo's)")
     demo.add_argument("--timesteps", type=positive_int, default=None, help="T (default: demo's)")
     demo.add_argument("--device", default=None)
+    demo.add_argument("--samples", type=positive_int, default=None,
+                      help="test samples for the Lava, Brian2 and energy stages (default: 100, 200, all)")
     add_json_flag(demo)
     demo.set_defaults(run=_cmd_demo)
 

@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from snn import data, plots
 from snn.app.distributed import DistContext, group_size, run_data_parallel
-from snn.checkpoint import save_checkpoint
+from snn.checkpoint import load_checkpoint, save_checkpoint
 from snn.errors import SpikeforgeError
 from snn.fileio import write_json
 from snn.models import build_model
@@ -33,7 +33,7 @@ class TrainSettings:
     timesteps: int = 8
     epochs: int = 30
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float | None = None  # None: LR, or FINE_TUNE_LR when starting from ``init``
     seed: int = 0
     patience: int | None = None
     device: str | None = None
@@ -42,6 +42,11 @@ class TrainSettings:
     data_dir: str | None = None
     progress: bool | None = None
     nproc: int = 1  # data-parallel worker processes (DDP); batch_size is the global batch
+    init: str | None = None  # a checkpoint to start from (snn train's or snn convert's): fine-tuning
+
+
+LR = 2e-3
+FINE_TUNE_LR = 1e-4  # a converted or trained network is near a good minimum: small steps (hybrid conversion)
 
 
 def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
@@ -77,14 +82,16 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
         return run_data_parallel(train_classifier, (settings, str(out_dir)), processes, settings.device)
     if distributed is not None:
         settings = replace(settings, device=str(distributed.device))
-    config = FitConfig(epochs=settings.epochs, lr=settings.lr, seed=settings.seed, patience=settings.patience,
+    lr = settings.lr if settings.lr is not None else (FINE_TUNE_LR if settings.init else LR)
+    config = FitConfig(epochs=settings.epochs, lr=lr, seed=settings.seed, patience=settings.patience,
                        device=settings.device, progress=settings.progress)
-    resolve_device(settings.device)
+    target = resolve_device(settings.device)
     split = data.load_dataset(settings.dataset, settings.data_dir, seed=settings.seed)
     seed_everything(settings.seed)
-    model = build_model(settings.arch, split.input_shape, split.num_classes, settings.neuron)
-    task = Task.for_model(model, settings.timesteps, settings.encoder)
+    model, task = _starting_point(settings, split)
     (x_train, y_train), (x_val, y_val) = holdout(split.x_train, split.y_train, settings.val_fraction, settings.seed)
+    test_loader = data.tensor_loader(split.x_test, split.y_test, 256, seed=settings.seed)
+    before = evaluate(model, task, test_loader, target) if settings.init else None
 
     out = Path(out_dir)
     checkpoint = out / "model.pt"
@@ -100,10 +107,10 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
         save_checkpoint(checkpoint, model, task.as_dict(),
                         {**meta, "epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                          "nproc": distributed.world_size})
-    test_loader = data.tensor_loader(split.x_test, split.y_test, 256, seed=settings.seed)
     test_accuracy = evaluate(model, task, test_loader, result.device)
     curves = plots.plot_training_curves(result.history, out / "training_curves.png",
-                                        title=f"{settings.arch} / {settings.neuron}, T={settings.timesteps}")
+                                        title=(f"{settings.init} fine-tuned" if settings.init else
+                                               f"{settings.arch} / {settings.neuron}") + f", T={settings.timesteps}")
     results = {
         "test_accuracy": test_accuracy, "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
         "timesteps": settings.timesteps, "epochs": len(result.history), "stopped_early": result.stopped_early,
@@ -111,10 +118,27 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
         "checkpoint": str(checkpoint), "training_curves": str(curves), "device": result.device,
         "dataset": settings.dataset, "arch": settings.arch, "neuron": settings.neuron,
         "train_samples": len(y_train), "val_samples": len(y_val), "test_samples": len(split.y_test),
-        "history": result.history,
+        "lr": lr, "history": result.history,
     }
+    if settings.init:
+        results.update({"init": settings.init, "test_accuracy_before": before, "arch": "init", "neuron": "init",
+                        "readout": task.readout, "encoder": task.encoder})
     write_json(out / "train.json", results)
     return results
+
+
+def _starting_point(settings: TrainSettings, split: data.DatasetSplit):
+    """``(model, task)``: a fresh ``settings.arch`` network, or the network of ``settings.init`` (any
+    spikeforge checkpoint, a converted network included) read with its own encoder and readout at
+    ``settings.timesteps``."""
+    if not settings.init:
+        model = build_model(settings.arch, split.input_shape, split.num_classes, settings.neuron)
+        return model, Task.for_model(model, settings.timesteps, settings.encoder)
+    start = load_checkpoint(settings.init)
+    data.check_input_shape(start.model.input_shape, split)
+    task = Task(settings.timesteps, start.task.get("encoder", settings.encoder),
+                start.task.get("readout") or Task.for_model(start.model, settings.timesteps).readout)
+    return start.model, task
 
 
 def evaluate_checkpoint(path: str | Path, dataset: str = "digits", data_dir: str | None = None,
