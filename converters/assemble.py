@@ -61,9 +61,7 @@ def spiking_network(gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_i
         raise SpikeforgeError("the traced ANN has no output")
     nodes.append(Node(READOUT, Integrator(beta=1.0), (output,)))
     graph = GraphNetwork(nodes, READOUT, tuple(sample.shape[1:]))
-    if graph.is_chain():
-        return Sequential(*[n.layer for n in graph.nodes()], input_shape=graph.input_shape).eval()
-    return graph.eval()
+    return (graph.as_sequential() if graph.is_chain() else graph).eval()
 
 
 def _single(arg: Any, node: fx.Node, gm: fx.GraphModule) -> fx.Node:

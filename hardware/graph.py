@@ -250,7 +250,7 @@ def _as_chain(graph: GraphNetwork, backend: str) -> Sequential:
     if not graph.is_chain():
         raise SpikeforgeError(f"the network is a graph with residual additions or concatenations; {backend} runs "
                               "chains of layers only for now; convert or build a network without skip connections")
-    return Sequential(*[node.layer for node in graph.nodes()], input_shape=graph.input_shape).eval()
+    return graph.as_sequential().eval()
 
 
 def split_network(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None = None, backend: str = "Brian2",

@@ -24,6 +24,7 @@ from torch import nn
 
 from snn.errors import SpikeforgeError
 from snn.layers import Add, Concat
+from snn.network import Sequential
 from snn.neurons import NeuronLayer
 from snn.validation import check_time_major
 
@@ -95,6 +96,14 @@ class GraphNetwork(nn.Module):
                 return False
             previous = name
         return previous == self.output
+
+    def as_sequential(self) -> Sequential:
+        """The same layers as a :class:`~snn.network.Sequential` (eval mode kept); only for a chain."""
+        if not self.is_chain():
+            raise SpikeforgeError("the graph has more than one path (residual additions or concatenations); "
+                                  "only a chain is a Sequential")
+        return Sequential(*[self.layers[name] for name in self.order], input_shape=self.input_shape).train(
+            self.training)
 
     def check_shapes(self) -> None:
         """Run one step of one zero sample through the graph; a layer that does not fit its input is

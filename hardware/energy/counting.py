@@ -227,14 +227,13 @@ def _free_node(node: fx.Node) -> bool:
     return node.target in functions if node.op == "call_function" else node.target in methods
 
 
-def _lineages(root: nn.Module, graph: nn.Module | None = None) -> dict[str, _Lineage]:
+def _lineages(root: nn.Module) -> dict[str, _Lineage]:
     """For every synaptic layer, the neuron (or network input) its input comes from."""
     found: dict[str, _Lineage] = {}
-    if isinstance(root, nn.ModuleDict) and isinstance(graph, GraphNetwork):
-        for name, module in root.items():
+    if isinstance(root, GraphNetwork):
+        for name, module in root.layers.items():
             if isinstance(module, SYNAPTIC):
-                found[name] = _graph_lineage(graph, graph.inputs[name][0])
-        return found
+                found[name] = _graph_lineage(root, root.inputs[name][0])
     elif isinstance(root, nn.Sequential):
         children = list(root.named_children())
         for index, (name, module) in enumerate(children):
@@ -284,7 +283,7 @@ class OperationCounter:
         self.kind = kind
         self.root = _root(model)
         _check_known(self.root, kind)
-        self.lineage = _lineages(self.root, model) if kind == "snn" else {}
+        self.lineage = _lineages(model) if kind == "snn" else {}
         self.layers: dict[str, LayerCounts] = {}
         self.samples = 0
         self.timesteps = 1
