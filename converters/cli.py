@@ -42,6 +42,12 @@ def _log(message: str) -> None:
     print(f"[snn demo] {message}", file=sys.stderr, flush=True)
 
 
+def deploy_timesteps(curve: dict[str, float], reference: float, tolerance: float = 0.01) -> int:
+    """The smallest T whose accuracy is within ``tolerance`` of the ANN's (else the largest T tried)."""
+    steps = sorted(int(t) for t in curve)
+    return next((t for t in steps if curve[str(t)] >= reference - tolerance), steps[-1])
+
+
 def conversion_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Train the digits CNN as an ANN, convert it (plain ReLU and QCFS fine-tuned), plot accuracy vs T."""
     from converters.pipeline import DEFAULT_TIMESTEPS, demo_conversion
@@ -49,6 +55,9 @@ def conversion_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any]
     results = demo_conversion(out, context["options"].get("device"), log=_log)
     reference, qcfs_reference = results["ann_accuracy"], results["qcfs_ann_accuracy"]
     relu_curve, qcfs_curve = results["snn_accuracy"], results["qcfs_snn_accuracy"]
+    steps = deploy_timesteps(relu_curve, reference)
+    context.setdefault("networks", []).append({"label": f"converted SNN (T = {steps})", "path": results["snn_path"],
+                                               "timesteps": steps})
     header = "| T | " + " | ".join(str(t) for t in DEFAULT_TIMESTEPS) + " |"
     lines = [
         "## ANN-to-SNN conversion",

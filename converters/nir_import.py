@@ -1,11 +1,14 @@
-"""Import a NIR graph into our simulator as a :class:`snn.network.Sequential`.
+"""Import a NIR graph into our simulator: a :class:`snn.network.Sequential` for a chain, a
+:class:`snn.graph_network.GraphNetwork` for any other graph.
 
 Supported nodes: Input, Output, Affine, Linear, Conv1d, Conv2d, AvgPool2d, SumPool2d,
-Flatten, IF, LIF, CubaLIF, LI, I, and recurrence in either of NIR's two forms: a cycle
+Flatten, Scale, IF, LIF, CubaLIF, LI, I, and recurrence in either of NIR's two forms: a cycle
 neuron -> Linear/Affine -> neuron in the graph itself, or a subgraph holding Input, one
 neuron, its Linear/Affine w_rec and Output (snnTorch's RLeaky/RSynaptic export and ours).
-The graph must be a chain from its one Input to its one Output once recurrences are folded
-into their neurons; anything else is refused with the node named.
+Once recurrences are folded into their neurons the graph must be acyclic, with one Input
+feeding every node and every node leading to one Output; a node with several incoming
+edges sums them (NIR's rule: an ``Add`` in front of it). Anything else is refused with the
+node named. Node names become GraphNetwork node names ('.' becomes '_').
 
 Neuron parameters follow :mod:`converters.nir_discretisation`; the time step is the
 ``dt`` argument, else the graph's ``dt`` metadata (our exports), else
@@ -16,6 +19,7 @@ state (its membrane is the output), so the gain is folded into the preceding Lin
 
 from __future__ import annotations
 
+import graphlib
 import json
 from typing import Any
 
@@ -26,16 +30,22 @@ from torch import nn
 
 from converters import nir_discretisation as D
 from snn.errors import SpikeforgeError
+from snn.graph_network import INPUT, GraphNetwork, Node
+from snn.layers import Add, Scale
 from snn.network import Sequential
 from snn.neurons import IF, LIF, CubaLIF, Integrator, NeuronLayer
 
 NEURON_NODES = (nir.IF, nir.LIF, nir.CubaLIF)
 READOUT_NODES = (nir.LI, nir.I)
 WEIGHT_NODES = (nir.Affine, nir.Linear)
-STATELESS_NODES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Flatten)
-SUPPORTED = "Input, Output, Affine, Linear, Conv1d, Conv2d, AvgPool2d, SumPool2d, Flatten, IF, LIF, CubaLIF, LI, I"
+STATELESS_NODES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Flatten,
+                   nir.Scale)
+SUPPORTED = ("Input, Output, Affine, Linear, Conv1d, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, IF, LIF, CubaLIF, "
+             "LI, I")
 # Layer settings that are not dynamics: taken from our own metadata when present.
 TRAINING_KEYS = ("surrogate", "learn_threshold", "learn_beta", "learn_alpha", "detach_reset")
+# Dynamics NIR has no field for, restored from our own metadata (a peer's file has none).
+STATE_KEYS = ("v_init",)
 
 
 def _f64(value: Any) -> np.ndarray:
@@ -80,7 +90,7 @@ def _reset_and_settings(name: str, node: nir.NIRNode) -> tuple[str, dict]:
     spec = meta.get("spikeforge_layer")
     if spec is not None:
         try:
-            settings = {k: v for k, v in json.loads(spec).items() if k in TRAINING_KEYS}
+            settings = {k: v for k, v in json.loads(spec).items() if k in TRAINING_KEYS + STATE_KEYS}
         except (TypeError, ValueError) as exc:
             raise SpikeforgeError(f"NIR node {name!r} has unreadable spikeforge_layer metadata: {exc}") from exc
     return reset, settings
@@ -94,17 +104,20 @@ def _neuron(name: str, node: nir.NIRNode, dt: float, recurrent: nir.NIRNode | No
         theta = _f64(node.v_threshold) / gain
         if layer_type == "LIF":  # a leak-free LIF is written as IF
             settings.pop("learn_alpha", None)
+            settings.pop("v_init", None)
             layer: NeuronLayer = LIF(beta=1.0, theta=_param(theta), reset=reset, **settings)
         else:
             settings = {k: v for k, v in settings.items() if k not in ("learn_beta", "learn_alpha")}
             layer = IF(theta=_param(theta), reset=reset, **settings)
     elif isinstance(node, nir.LIF):
+        settings.pop("v_init", None)
         beta = D.tau_to_decay_checked(node.tau, dt, name, "tau")
         gain = D.check_gain(D.snap_gain(_f64(node.r) * dt / _f64(node.tau)), name)
         settings.pop("learn_alpha", None)
         layer = LIF(beta=_param(beta), theta=_param(_f64(node.v_threshold) / gain),
                     bias=_param(D.leak_to_bias(_f64(node.v_leak), beta, gain)), reset=reset, **settings)
     else:
+        settings.pop("v_init", None)
         alpha = D.tau_to_decay_checked(node.tau_syn, dt, name, "tau_syn")
         beta = D.tau_to_decay_checked(node.tau_mem, dt, name, "tau_mem")
         g_syn = _f64(node.w_in) * dt / _f64(node.tau_syn)
@@ -168,7 +181,21 @@ def _tensor(value: Any) -> torch.Tensor:
     return torch.as_tensor(_f64(value), dtype=torch.get_default_dtype())
 
 
+def _scale(name: str, node: nir.Scale) -> Scale:
+    """NIR's element-wise Scale as our per-channel one: the factor must not vary within a channel."""
+    factor = _f64(node.scale)
+    if factor.ndim == 0 or factor.size == 1:
+        return Scale(float(factor.reshape(-1)[0]))
+    channels = factor.reshape(factor.shape[0], -1)
+    if (channels != channels[:, :1]).any():
+        raise SpikeforgeError(f"NIR node {name!r} (Scale) scales each element differently; spikeforge's Scale "
+                              "takes one factor per channel (dimension 0 of the feature shape)")
+    return Scale(torch.as_tensor(channels[:, 0]))
+
+
 def _stateless(name: str, node: nir.NIRNode) -> nn.Module:
+    if isinstance(node, nir.Scale):
+        return _scale(name, node)
     if isinstance(node, WEIGHT_NODES):
         weight = _tensor(node.weight)
         if weight.ndim != 2:
@@ -228,36 +255,57 @@ def _subgraph_neuron(name: str, graph: nir.NIRGraph) -> tuple[nir.NIRNode, nir.N
     return inner[neurons[0]], recurrent[neurons[0]]
 
 
-def _chain(nodes: dict, edges: list[tuple[str, str]]) -> list[str]:
-    """Node names from the Input to the Output; refuses anything that is not a chain."""
+def _order(nodes: dict, edges: list[tuple[str, str]]) -> tuple[str, list[str], dict[str, list[str]]]:
+    """``(the Input, the other nodes in a topological order, incoming edges per node)``; refuses
+    graphs that are not one Input feeding a directed acyclic graph that ends in one Output."""
     inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         raise SpikeforgeError(f"the NIR graph has {len(inputs)} Input nodes ({inputs}); spikeforge imports "
-                              "sequential graphs with exactly one Input")
-    for name in nodes:
-        outgoing = [b for a, b in edges if a == name]
-        incoming = [a for a, b in edges if b == name]
-        if len(outgoing) > 1 or len(incoming) > 1:
-            raise SpikeforgeError(f"the NIR graph is not sequential at node {name!r} ({len(incoming)} inputs, "
-                                  f"{len(outgoing)} outputs: {incoming} -> {outgoing}); spikeforge imports chains "
-                                  "of layers (with recurrent neuron layers) only")
-    order, current = [inputs[0]], inputs[0]
-    while True:
-        following = [b for a, b in edges if a == current]
-        if not following:
-            break
-        current = following[0]
-        if current in order:
-            raise SpikeforgeError(f"the NIR graph has a cycle through node {current!r} that is not a recurrent "
-                                  "neuron layer (neuron <-> Linear)")
-        order.append(current)
-    unreached = [k for k in nodes if k not in order]
+                              "graphs with exactly one Input")
+    outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output)]
+    if len(outputs) != 1:
+        raise SpikeforgeError(f"the NIR graph has {len(outputs)} Output nodes ({outputs}); spikeforge imports "
+                              "graphs with exactly one Output")
+    for a, b in edges:
+        if a not in nodes or b not in nodes:
+            raise SpikeforgeError(f"the NIR graph has an edge {a!r} -> {b!r} to a node it does not hold")
+    if len(set(edges)) != len(edges):
+        raise SpikeforgeError("the NIR graph lists an edge twice; NIR sums distinct edges")
+    incoming = {name: [a for a, b in edges if b == name] for name in nodes}
+    try:
+        order = list(graphlib.TopologicalSorter(incoming).static_order())
+    except graphlib.CycleError as error:
+        raise SpikeforgeError(f"the NIR graph has a cycle through {' -> '.join(map(repr, error.args[1]))} that is not "
+                              "a recurrent neuron layer (neuron <-> Linear)") from error
+    reached = {inputs[0]}
+    for name in order:
+        if incoming[name] and all(a in reached for a in incoming[name]):
+            reached.add(name)
+    unreached = [k for k in order if k not in reached]
     if unreached:
-        raise SpikeforgeError(f"NIR node {unreached[0]!r} is not on the path from the Input to the Output; "
-                              "spikeforge imports one chain of layers")
-    if not isinstance(nodes[order[-1]], nir.Output):
-        raise SpikeforgeError(f"the NIR graph's chain ends at node {order[-1]!r}, not at an Output node")
-    return order
+        raise SpikeforgeError(f"NIR node {unreached[0]!r} is not on a path from the Input; spikeforge imports "
+                              "graphs where every node is fed from the Input")
+    if any(a == outputs[0] for a, _ in edges):
+        raise SpikeforgeError(f"the NIR graph's Output {outputs[0]!r} feeds other nodes")
+    used = {a for a, _ in edges}
+    dead = [k for k in order if k not in used and k != outputs[0]]
+    if dead:
+        raise SpikeforgeError(f"NIR node {dead[0]!r} does not lead to the Output; remove it")
+    if inputs[0] in [n for n in order if incoming[n] and n != inputs[0]]:
+        raise SpikeforgeError(f"the NIR graph's Input {inputs[0]!r} has incoming edges")
+    return inputs[0], [k for k in order if k != inputs[0]], incoming
+
+
+def _node_name(name: str, taken: set[str]) -> str:
+    """A GraphNetwork node name for a NIR node name (no '.', not 'input', unique)."""
+    clean = name.replace(".", "_") or "node"
+    if clean == INPUT:
+        clean = "input_node"
+    candidate, k = clean, 1
+    while candidate in taken:
+        candidate, k = f"{clean}_{k}", k + 1
+    taken.add(candidate)
+    return candidate
 
 
 def _input_shape(graph_input: nir.Input, first: nir.NIRNode | None) -> tuple[int, ...]:
@@ -270,8 +318,23 @@ def _input_shape(graph_input: nir.Input, first: nir.NIRNode | None) -> tuple[int
     return shape
 
 
-def import_nir(graph: nir.NIRGraph, dt: float | None = None) -> Sequential:
-    """Build a :class:`snn.network.Sequential` running ``graph`` with time step ``dt``."""
+def _module(name: str, node: nir.NIRNode, dt: float, recurrent: dict, before: nn.Module | None) -> nn.Module:
+    if isinstance(node, nir.NIRGraph):
+        neuron, w_rec = _subgraph_neuron(name, node)
+        return _neuron(name, neuron, dt, w_rec)
+    if isinstance(node, NEURON_NODES):
+        return _neuron(name, node, dt, recurrent.get(name))
+    if isinstance(node, READOUT_NODES):
+        return _readout(name, node, dt, [] if before is None else [before])
+    if isinstance(node, nir.Input):
+        raise SpikeforgeError(f"NIR node {name!r} is an Input inside the graph")
+    return _stateless(name, node)
+
+
+def import_nir(graph: nir.NIRGraph, dt: float | None = None) -> Sequential | GraphNetwork:
+    """Build the network running ``graph`` with time step ``dt``: a :class:`snn.network.Sequential`
+    for a chain, a :class:`snn.graph_network.GraphNetwork` for any other graph (a node with
+    several incoming edges sums them: an ``Add`` node is placed in front of it)."""
     if not isinstance(graph, nir.NIRGraph):
         raise SpikeforgeError(f"NIR import takes a nir.NIRGraph, got {type(graph).__name__}")
     meta_dt = _metadata(graph).get("dt")
@@ -282,28 +345,33 @@ def import_nir(graph: nir.NIRGraph, dt: float | None = None) -> Sequential:
             raise SpikeforgeError(f"NIR node {name!r} has type {type(node).__name__}, which spikeforge cannot "
                                   f"import; supported: {SUPPORTED} and recurrent neuron subgraphs")
     nodes, edges, recurrent = _fold_recurrence(nodes, edges)
-    order = _chain(nodes, edges)
-    layers: list[nn.Module] = []
-    for name in order[1:-1]:
-        node = nodes[name]
-        if isinstance(node, nir.NIRGraph):
-            neuron, w_rec = _subgraph_neuron(name, node)
-            layers.append(_neuron(name, neuron, dt, w_rec))
-        elif isinstance(node, NEURON_NODES):
-            layers.append(_neuron(name, node, dt, recurrent.get(name)))
-        elif isinstance(node, READOUT_NODES):
-            layers.append(_readout(name, node, dt, layers))
-        elif isinstance(node, nir.Input):
-            raise SpikeforgeError(f"NIR node {name!r} is an Input inside the chain")
-        else:
-            layers.append(_stateless(name, node))
-    first = nodes[order[1]] if len(order) > 2 else None
-    shape = _input_shape(nodes[order[0]], first)
-    net = Sequential(*layers, input_shape=shape)
-    with torch.no_grad():
-        try:
-            net(torch.zeros(1, 1, *shape))
-        except Exception as exc:
-            raise SpikeforgeError(f"the imported network does not run on the graph's input shape {shape}: {exc}; "
-                                  "check the NIR graph's Input shape and layer sizes") from exc
-    return net
+    source, order, incoming = _order(nodes, edges)
+    taken: set[str] = set()
+    ours = {source: INPUT}
+    modules: dict[str, nn.Module] = {}
+    built: list[Node] = []
+    output = None
+    for name in order:
+        inputs = tuple(ours[a] for a in incoming[name])
+        if len(inputs) > 1:
+            summed = _node_name(f"{name}_sum", taken)
+            built.append(Node(summed, Add(), inputs))
+            inputs = (summed,)
+        if isinstance(nodes[name], nir.Output):
+            output = inputs[0]
+            continue
+        before = modules.get(inputs[0]) if len(incoming[name]) == 1 else None
+        module = _module(name, nodes[name], dt, recurrent, before)
+        ours[name] = _node_name(name, taken)
+        modules[ours[name]] = module
+        built.append(Node(ours[name], module, inputs))
+    first = nodes[next((b for a, b in edges if a == source), source)]
+    shape = _input_shape(nodes[source], None if first is nodes[source] else first)
+    if output is None or output == INPUT:
+        raise SpikeforgeError("the NIR graph's Output reads the Input directly; there is no layer to import")
+    try:
+        net = GraphNetwork(built, output, input_shape=shape)
+    except SpikeforgeError as exc:
+        raise SpikeforgeError(f"the imported network does not run on the graph's input shape {shape}: {exc}; "
+                              "check the NIR graph's Input shape and layer sizes") from exc
+    return net.as_sequential() if net.is_chain() else net

@@ -3,7 +3,8 @@
 ``save_nir(net_or_graph, path)`` writes through a temporary file and a rename
 (:func:`snn.fileio.atomic_path`), so a failed export leaves no file behind.
 ``load_nir(path)`` returns the :class:`nir.NIRGraph`; ``load_network(path)`` the runnable
-:class:`snn.network.Sequential`. A missing file, a file that is not HDF5, a truncated
+:class:`snn.network.Sequential` (a chain) or :class:`snn.graph_network.GraphNetwork`. A
+missing file, a file that is not HDF5, a truncated
 HDF5 file, an HDF5 file without a NIR graph and a graph naming an unknown node type are
 refused with a :class:`~snn.errors.SpikeforgeError`; nothing in the file is executed.
 """
@@ -24,13 +25,14 @@ from converters.nir_export import export_nir
 from converters.nir_import import import_nir
 from snn.errors import SpikeforgeError
 from snn.fileio import atomic_path
+from snn.graph_network import GraphNetwork
 from snn.network import Sequential
 
 KNOWN_TYPES = set(nir.ir.__all__) - {"NIRNode", "str2NIRNode", "dict2NIRNode"}
 
 
-def save_nir(model: Sequential | nir.NIRGraph, path: str | os.PathLike, input_shape: Sequence[int] | None = None,
-             dt: float = D.DEFAULT_DT) -> Path:
+def save_nir(model: Sequential | GraphNetwork | nir.NIRGraph, path: str | os.PathLike,
+             input_shape: Sequence[int] | None = None, dt: float = D.DEFAULT_DT) -> Path:
     """Write ``model`` (a network, exported with ``dt``, or a NIR graph) to ``path`` atomically."""
     graph = model if isinstance(model, nir.NIRGraph) else export_nir(model, input_shape=input_shape, dt=dt)
     with atomic_path(path) as tmp:
@@ -81,6 +83,6 @@ def load_nir(path: str | os.PathLike) -> nir.NIRGraph:
     return graph
 
 
-def load_network(path: str | os.PathLike, dt: float | None = None) -> Sequential:
+def load_network(path: str | os.PathLike, dt: float | None = None) -> Sequential | GraphNetwork:
     """Load ``path`` and build the network (time step: ``dt``, else the file's, else the default)."""
     return import_nir(load_nir(path), dt=dt)

@@ -26,6 +26,43 @@ class DigitsCNN(nn.Module):
         return self.head(self.block2(self.block1(x)))
 
 
+class ResidualBlock(nn.Module):
+    """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``; the shortcut is a 1x1 conv + BN when the width changes."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU()
+        self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
+
+
+class DigitsResNet(nn.Module):
+    """A small residual network without max pooling: stem conv, two residual blocks around an
+    average pool (8x8 -> 4x4), linear classifier."""
+
+    def __init__(self, width: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.block1 = ResidualBlock(width, width)
+        self.pool = nn.AvgPool2d(2)
+        self.block2 = ResidualBlock(width, 2 * width)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, num_classes))
+
+    def forward(self, x):
+        return self.head(self.block2(self.pool(self.block1(self.stem(x)))))
+
+
+def digits_resnet() -> nn.Module:
+    return DigitsResNet()
+
+
 def digits_cnn() -> nn.Module:
     return DigitsCNN()
 

@@ -1,6 +1,6 @@
 """Example ANNs to convert: ``snn convert --ann examples.ann_models:cifar_resnet ...``.
 
-Digits (1x8x8): ``digits_mlp``, ``digits_cnn`` (defined in ``converters.reference_models``).
+Digits (1x8x8): ``digits_mlp``, ``digits_cnn``, ``digits_resnet`` (defined in ``converters.reference_models``).
 CIFAR-shaped (3x32x32): ``cifar_vgg`` (VGG-style, max pooling) and ``cifar_resnet``
 (ResNet-style basic blocks with residual additions and a max-pooling stem).
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from converters.reference_models import digits_cnn, digits_mlp
+from converters.reference_models import digits_cnn, digits_mlp, digits_resnet
 
-__all__ = ["digits_mlp", "digits_cnn", "cifar_vgg", "cifar_resnet"]
+__all__ = ["digits_mlp", "digits_cnn", "digits_resnet", "cifar_vgg", "cifar_resnet"]
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:

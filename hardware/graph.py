@@ -1,39 +1,47 @@
 """A spiking network as populations of neurons joined by affine maps: the view every non-torch backend shares.
 
-Contract. A :class:`snn.network.Sequential` (in eval mode) is read as a chain of
-populations. Population ``k`` is one neuron layer; the stateless layers between it and the
-previous neuron layer (or the network input) are folded into one affine map
+Contract. A network (:class:`snn.network.Sequential` or :class:`snn.graph_network.GraphNetwork`,
+in eval mode) is read as a directed acyclic graph of populations. Population ``P`` is one
+neuron layer; the stateless layers between it and the neuron layers (or the network input)
+it reads are affine in each of those sources, so its input is
 
-    x_k[t] = W_k s_{k-1}[t] + b_k
+    x_P[t] = sum_{s in sources(P)} W_{s,P} s[t] + b_P
 
-from the previous population's output ``s_{k-1}`` (spikes, or the network input for
-``k = 1``) to the population's input ``x_k``. ``W_k`` and ``b_k`` are found exactly by
-pushing the unit vectors through the layers in float64 (``W = f(E) - f(0)``, ``b = f(0)``),
-so convolution (stride, padding, groups), BatchNorm folding and average pooling (a
-convolution with fixed weights 1/k^2) come out of torch itself, not a second
-implementation. ``W_k`` is stored sparse (pre x post); its non-zeros are the synapses.
+``W_{s,P}`` (one *projection* per source) and ``b_P`` are found exactly by pushing unit
+vectors through the layers in float64, one source at a time with the others at zero
+(``W_s = f(E_s, 0) - f(0, 0)``, ``b = f(0, 0)``), so convolution (stride, padding, groups),
+BatchNorm folding, average pooling (a convolution with fixed weights 1/k^2), a residual
+addition (:class:`~snn.layers.Add`: two projections into the same neurons) and a
+concatenation (:class:`~snn.layers.Concat`: each source feeds its own slice) come out of
+torch itself, not a second implementation. ``W`` is stored sparse (pre x post); its
+non-zeros are the synapses. A chain (every :class:`~snn.network.Sequential`) is the case of
+one source per population, the previous one.
+
+Timing. Every backend keeps the contract's timing: population ``P`` at step ``t`` reads its
+sources' outputs of the same step ``t``. A backend whose connections delay (Lava: one step
+per connection) delays the shorter paths to match; :meth:`Segment.depth` (1 + the deepest
+source's depth, the input at depth 0) is what it aligns to.
 
 Two levels, so a backend pays only for what it uses:
 
-- :class:`Segment` (from :func:`split_network`): the neuron layer, the stateless layers
-  feeding it (as modules), its input and output feature shapes and its effective
+- :class:`Segment` (from :func:`split_network`): the neuron layer, its sources, the stateless
+  layers feeding it (as modules, with their wiring), the feature shapes and its effective
   parameters (:meth:`Segment.parameters`, the neuron layer's ``parameters_now()``: decays
   clamped to [0, 1], threshold floored at ``snn.neurons.MIN_THRESHOLD``). No matrix yet.
-  Lava's compiler starts here (it maps a lone ``Conv2d`` to a convolution itself).
-- :class:`Population` (from :func:`network_graph`): the same with ``W_k`` (sparse),
-  ``b_k``, per-neuron float64 parameters and the recurrent matrix, as Brian2 simulates it.
+  Lava's compiler starts here (it maps a lone ``Conv2d`` path to a convolution itself).
+- :class:`Population` (from :func:`network_graph`): the same with its projections (sparse),
+  ``b``, per-neuron float64 parameters and the recurrent matrix, as Brian2 simulates it.
 
 Affine layers: :data:`AFFINE_LAYERS` (Linear, Conv1d/2d, BatchNorm1d/2d in eval mode,
-AvgPool and AdaptiveAvgPool 1d/2d, Flatten, Unflatten, Dropout in eval mode, Identity, Scale).
-A :class:`~snn.graph_network.GraphNetwork` with one path is read as its chain; residual graphs
-are refused for now.
-Neuron layers: IF, LIF, CubaLIF (kind ``"cuba"``), ALIF (``"alif"``), Integrator
-(``"integrator"``). Refused with :class:`~snn.errors.SpikeforgeError` naming the layer and
-the fix: any other layer (MaxPool, ReLU, ...: no synaptic equivalent), any other neuron
-model, stateless layers after the last neuron layer (no population to feed), a network
-without neuron layers or without an input shape, and layers that do not run on the shape
-they receive. A backend passes its own stricter ``check`` (run first, on every layer in
-order) to :func:`split_network`; the refusals name the backend (``backend="Brian2"``).
+AvgPool and AdaptiveAvgPool 1d/2d, Flatten, Unflatten, Dropout in eval mode, Identity,
+Scale, Add, Concat). Neuron layers: IF, LIF, CubaLIF (kind ``"cuba"``), ALIF (``"alif"``),
+Integrator (``"integrator"``). Refused with :class:`~snn.errors.SpikeforgeError` naming the
+layer and the fix: any other layer (MaxPool, SpikeMaxPool2d, ReLU, ...: no synaptic
+equivalent), any other neuron model, stateless layers that feed no neuron layer (the
+network must end in one), a network without neuron layers or without an input shape, and
+layers that do not run on the shape they receive. A backend passes its own stricter
+``check`` (run first, on every layer in order) to :func:`split_network`; the refusals name
+the backend (``backend="Brian2"``).
 """
 
 from __future__ import annotations
@@ -49,21 +57,24 @@ import torch
 from torch import nn
 
 from snn.errors import SpikeforgeError
-from snn.graph_network import GraphNetwork
-from snn.layers import Scale
+from snn.graph_network import INPUT, GraphNetwork, Node, network_nodes
+from snn.layers import Add, Concat, Scale
 from snn.network import Sequential
 from snn.neurons import ALIF, CubaFamily, Integrator, NeuronLayer
 
 AFFINE_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity, Scale,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity, Scale, Add, Concat,
 )
 
 # Elements of the dense push kept in memory at once (float64): 2**23 ~ 64 MiB.
 PUSH_CHUNK_ELEMENTS = 2 ** 23
 
 LayerCheck = Callable[[str, nn.Module], None]
-"""A backend's own refusal: ``check(child_name, layer)`` raises :class:`SpikeforgeError` or returns."""
+"""A backend's own refusal: ``check(node_name, layer)`` raises :class:`SpikeforgeError` or returns."""
+
+Projection = tuple[str, sp.csr_matrix]
+"""``(source, W [n_source, n] sparse)``: one source's synapses into a population."""
 
 
 def layer_label(name: str, layer: nn.Module) -> str:
@@ -73,26 +84,37 @@ def layer_label(name: str, layer: nn.Module) -> str:
 
 @dataclass(frozen=True)
 class Segment:
-    """One neuron layer and the stateless layers that feed it (modules; no matrix built yet).
+    """One neuron layer, the sources it reads and the stateless layers between (modules; no matrix yet).
 
-    ``affine`` holds ``(child name, layer)`` in order; ``in_shape`` is the feature shape
-    entering them (the previous population's or the network input's), ``shape`` the one
-    leaving them (the neuron layer's).
+    ``affine`` holds the stateless nodes in running order, ``entry`` names the node whose
+    output is the neuron layer's input (the last affine node, or the one source itself);
+    ``sources`` are the neuron layers (and/or ``"input"``) those nodes read, the main one
+    first (reached first through each merge's first input), with their feature shapes in
+    ``source_shapes``; ``shape`` is the neuron layer's. ``depth`` is 1 + the deepest
+    source's depth (the input has depth 0).
     """
 
     name: str
     neuron: NeuronLayer
-    affine: tuple[tuple[str, nn.Module], ...]
-    in_shape: tuple[int, ...]
+    affine: tuple[Node, ...]
+    sources: tuple[str, ...]
+    source_shapes: tuple[tuple[int, ...], ...]
     shape: tuple[int, ...]
+    entry: str
+    depth: int = 1
 
     @property
     def layers(self) -> list[nn.Module]:
-        return [layer for _, layer in self.affine]
+        return [node.layer for node in self.affine]
 
     @property
     def folded(self) -> list[str]:
-        return [name for name, _ in self.affine]
+        return [node.name for node in self.affine]
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """The main source's feature shape."""
+        return self.source_shapes[0]
 
     @property
     def size(self) -> int:
@@ -102,9 +124,49 @@ class Segment:
     def label(self) -> str:
         return layer_label(self.name, self.neuron)
 
+    def is_chain(self) -> bool:
+        """One source, and the stateless layers form one path from it (each reads the one before)."""
+        previous = self.sources[0]
+        for node in self.affine:
+            if node.inputs != (previous,):
+                return False
+            previous = node.name
+        return len(self.sources) == 1 and previous == self.entry
+
+    def path(self, source: str) -> list[nn.Module] | None:
+        """The layers from ``source`` to the neuron layer when they form one chain followed only by
+        additions of other sources (a residual branch: ``conv -> bn -> Add``), else ``None``."""
+        reach = {source}
+        for node in self.affine:
+            if reach.intersection(node.inputs):
+                reach.add(node.name)
+        chain, current, merged = [], source, False
+        while current != self.entry:
+            consumers = [node for node in self.affine if current in node.inputs]
+            if len(consumers) != 1:
+                return None
+            node = consumers[0]
+            if isinstance(node.layer, Add):
+                if sum(i in reach for i in node.inputs) != 1:
+                    return None
+                merged = True
+            elif merged or node.inputs != (current,):
+                return None
+            else:
+                chain.append(node.layer)
+            current = node.name
+        return chain
+
+    def projections(self) -> tuple[list[Projection], np.ndarray]:
+        """``([(source, W [n_source, n] sparse), ...], b [n])`` (see :func:`affine_projections`)."""
+        return affine_projections(self.affine, self.entry, self.sources, self.source_shapes)
+
     def affine_map(self) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, ...]]:
-        """``(W [n_in, n_out] sparse, b [n_out], shape)`` of the stateless layers (see :func:`affine_map`)."""
-        return affine_map(self.layers, self.in_shape)
+        """``(W [n_in, n_out] sparse, b [n_out], shape)`` of a one-source segment."""
+        if len(self.sources) != 1:
+            raise SpikeforgeError(f"{self.label} reads {len(self.sources)} sources; use Segment.projections()")
+        [(_, weight)], bias = self.projections()
+        return weight, bias, self.shape
 
     def start_membrane(self) -> np.ndarray | None:
         """v[-1] per neuron (float64) of a layer that starts charged (``v_init``), None when at rest."""
@@ -127,11 +189,12 @@ class Segment:
 
 @dataclass
 class Population:
-    """One neuron layer and the affine map that feeds it.
+    """One neuron layer and the projections that feed it.
 
     ``kind`` is ``"cuba"`` (IF / LIF / CubaLIF), ``"alif"`` or ``"integrator"``;
     ``params`` holds per-neuron float64 arrays (alpha, beta, theta, bias[, rho, gamma]);
-    ``weight`` is ``[n_pre, n]`` sparse, ``bias_in`` the affine map's offset ``b``.
+    ``projections`` holds ``(source, W [n_source, n] sparse)`` per source (``"input"`` or an
+    earlier population's name), ``bias_in`` the affine maps' offset ``b``.
     ``recurrent`` is ``[n, n]`` (pre x post) or ``None``.
     """
 
@@ -140,7 +203,7 @@ class Population:
     shape: tuple[int, ...]
     params: dict[str, np.ndarray]
     reset: str
-    weight: sp.csr_matrix
+    projections: list[Projection]
     bias_in: np.ndarray
     folded: list[str] = field(default_factory=list)
     recurrent: sp.csr_matrix | None = None
@@ -155,13 +218,25 @@ class Population:
         return self.kind != "integrator"
 
     @property
+    def weight(self) -> sp.csr_matrix:
+        """The one projection's matrix (a chain's population); refused for a population with several sources."""
+        if len(self.projections) != 1:
+            raise SpikeforgeError(f"population {self.name} reads {len(self.projections)} sources; "
+                                  "use Population.projections")
+        return self.projections[0][1]
+
+    @weight.setter
+    def weight(self, value: sp.csr_matrix) -> None:
+        self.projections = [(self.projections[0][0], value)]
+
+    @property
     def synapses(self) -> int:
-        return int(self.weight.nnz + (0 if self.recurrent is None else self.recurrent.nnz))
+        return int(sum(w.nnz for _, w in self.projections) + (0 if self.recurrent is None else self.recurrent.nnz))
 
 
 @dataclass
 class NetworkGraph:
-    """Input shape plus the populations in order; population k is fed by k-1 (or the input)."""
+    """Input shape plus the populations in running order (a population's sources come before it)."""
 
     input_shape: tuple[int, ...]
     populations: list[Population]
@@ -177,6 +252,15 @@ class NetworkGraph:
     @property
     def neurons(self) -> int:
         return self.input_size + sum(p.size for p in self.populations)
+
+    def is_chain(self) -> bool:
+        """Every population reads exactly the one before it (the first reads the input)."""
+        previous = INPUT
+        for pop in self.populations:
+            if [source for source, _ in pop.projections] != [previous]:
+                return False
+            previous = pop.name
+        return True
 
 
 def check_layer(name: str, layer: nn.Module, backend: str = "Brian2") -> None:
@@ -206,51 +290,67 @@ def fan_in_bound(layer: nn.Module) -> int:
     return 1
 
 
-def _output_shape(affine: Sequence[tuple[str, nn.Module]], shape: tuple[int, ...], label: str) -> tuple[int, ...]:
-    if not affine:
-        return shape
+def _node_shape(node: Node, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     try:
         with torch.no_grad():
-            h = torch.zeros(1, *shape, dtype=torch.float64)
-            for layer in _as_float64([layer for _, layer in affine]):
-                h = layer(h)
-    except RuntimeError as error:
-        names = ", ".join(layer_label(n, m) for n, m in affine)
-        raise SpikeforgeError(f"the layers feeding {label} ({names}) do not run on their input shape {shape}: "
+            out = copy.deepcopy(node.layer).double().eval()(*[torch.zeros(1, *s, dtype=torch.float64) for s in shapes])
+    except (RuntimeError, SpikeforgeError) as error:
+        shown = ", ".join(str(s) for s in shapes)
+        raise SpikeforgeError(f"{layer_label(node.name, node.layer)} does not run on its input shape {shown}: "
                               f"{error}; check the layer sizes against the network's input_shape") from error
-    return tuple(h.shape[1:])
+    return tuple(out.shape[1:])
 
 
-def _input_shape(model: Sequential, input_shape: Sequence[int] | None) -> tuple[int, ...]:
-    shape = input_shape if input_shape is not None else model.input_shape
+def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise SpikeforgeError("the network has no input_shape; build it with Sequential(..., input_shape=(C, H, W)) "
                               "or pass input_shape")
     return tuple(int(d) for d in shape)
 
 
-def _walk(model: Sequential, shape: tuple[int, ...], backend: str,
-          check: LayerCheck | None) -> tuple[list[Segment], list[tuple[str, nn.Module]]]:
-    """Segments in order plus the stateless layers left after the last neuron layer."""
-    segments, pending = [], []
-    for name, layer in model.named_children():
+def _feeding(entry: str, nodes: dict[str, Node]) -> tuple[set[str], list[str]]:
+    """Stateless nodes behind ``entry`` and the sources they read (depth first, each merge's first input first)."""
+    stateless: set[str] = set()
+    sources: list[str] = []
+    stack = [entry]
+    while stack:
+        name = stack.pop()
+        if name == INPUT or isinstance(nodes[name].layer, NeuronLayer):
+            if name not in sources:
+                sources.append(name)
+        elif name not in stateless:
+            stateless.add(name)
+            stack.extend(reversed(nodes[name].inputs))
+    return stateless, sources
+
+
+def _walk(model: nn.Module, shape: tuple[int, ...], backend: str,
+          check: LayerCheck | None) -> tuple[list[Segment], list[Node]]:
+    """Segments in running order plus the stateless nodes that feed no neuron layer."""
+    ordered, _, _ = network_nodes(model)
+    nodes = {node.name: node for node in ordered}
+    for node in ordered:
         if check is not None:
-            check(name, layer)
-        check_layer(name, layer, backend)
-        if not isinstance(layer, NeuronLayer):
-            pending.append((name, layer))
+            check(node.name, node.layer)
+        check_layer(node.name, node.layer, backend)
+    shapes, depth = {INPUT: shape}, {INPUT: 0}
+    segments: list[Segment] = []
+    used: set[str] = set()
+    for node in ordered:
+        if not isinstance(node.layer, NeuronLayer):
+            shapes[node.name] = _node_shape(node, [shapes[i] for i in node.inputs])
             continue
-        out_shape = _output_shape(pending, shape, layer_label(name, layer))
-        segments.append(Segment(name, layer, tuple(pending), shape, out_shape))
-        shape, pending = out_shape, []
-    return segments, pending
-
-
-def _as_chain(graph: GraphNetwork, backend: str) -> Sequential:
-    if not graph.is_chain():
-        raise SpikeforgeError(f"the network is a graph with residual additions or concatenations; {backend} runs "
-                              "chains of layers only for now; convert or build a network without skip connections")
-    return graph.as_sequential().eval()
+        entry = node.inputs[0]
+        stateless, sources = _feeding(entry, nodes)
+        used |= stateless
+        affine = tuple(n for n in ordered if n.name in stateless)
+        shapes[node.name] = shapes[entry]
+        depth[node.name] = 1 + max(depth[s] for s in sources)
+        segments.append(Segment(node.name, node.layer, affine, tuple(sources), tuple(shapes[s] for s in sources),
+                                shapes[entry], entry, depth[node.name]))
+    trailing = [n for n in ordered if not isinstance(n.layer, NeuronLayer) and n.name not in used]
+    return segments, trailing
 
 
 def split_network(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None = None, backend: str = "Brian2",
@@ -260,12 +360,10 @@ def split_network(model: Sequential | GraphNetwork, input_shape: Sequence[int] |
     ``check`` is the backend's own refusal, run on each layer before the graph's; ``backend``
     names the backend in the graph's refusals.
     """
-    if isinstance(model, GraphNetwork):
-        model = _as_chain(model, backend)
     shape = _input_shape(model, input_shape)
     segments, trailing = _walk(model, shape, backend, check)
     if trailing:
-        names = ", ".join(layer_label(n, m) for n, m in trailing)
+        names = ", ".join(layer_label(n.name, n.layer) for n in trailing)
         raise SpikeforgeError(f"the network ends in stateless layers ({names}); end it with a neuron layer "
                               f"(e.g. an Integrator readout) so {backend} has a population to run")
     if not segments:
@@ -273,53 +371,75 @@ def split_network(model: Sequential | GraphNetwork, input_shape: Sequence[int] |
     return shape, segments
 
 
-def estimate_synapses(model: Sequential, input_shape: Sequence[int] | None = None) -> int:
+def estimate_synapses(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None = None) -> int:
     """Upper bound on the synapses of one copy of ``model`` (no dense push; cheap for any size).
 
-    Stateless layers after the last neuron layer feed nothing and count nothing.
+    Stateless layers that feed no neuron layer count nothing.
     """
     segments, _ = _walk(model, _input_shape(model, input_shape), "Brian2", None)
     total = 0
     for segment in segments:
         fan = math.prod(fan_in_bound(layer) for layer in segment.layers)
-        total += segment.size * min(fan, math.prod(segment.in_shape))
+        total += segment.size * min(fan, sum(math.prod(s) for s in segment.source_shapes))
         if getattr(segment.neuron, "recurrent", None) is not None:
             total += segment.neuron.recurrent_features ** 2
     return int(total)
 
 
-def _as_float64(layers: Sequence[nn.Module]) -> list[nn.Module]:
-    return [copy.deepcopy(layer).double().eval() for layer in layers]
+def affine_projections(affine: Sequence[Node], entry: str, sources: Sequence[str],
+                       source_shapes: Sequence[tuple[int, ...]]) -> tuple[list[Projection], np.ndarray]:
+    """One sparse ``W [n_source, n_out]`` per source and the offset ``b [n_out]``, exact in float64.
+
+    ``f`` runs the stateless nodes; ``W_s = f(E_s, 0) - f(0)`` (the other sources at zero), ``b = f(0)``.
+    """
+    if not affine:
+        n = int(math.prod(source_shapes[0]))
+        return [(sources[0], sp.identity(n, dtype=np.float64, format="csr"))], np.zeros(n)
+    wiring = [(node.name, copy.deepcopy(node.layer).double().eval(), node.inputs) for node in affine]
+
+    def f(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        values = dict(values)
+        for name, layer, inputs in wiring:
+            values[name] = layer(*[values[i] for i in inputs])
+        return values[entry]
+
+    sizes = [int(math.prod(s)) for s in source_shapes]
+
+    def zeros(rows: int) -> dict[str, torch.Tensor]:
+        return {s: torch.zeros(rows, *shape, dtype=torch.float64) for s, shape in zip(sources, source_shapes)}
+
+    projections: list[Projection] = []
+    with torch.no_grad():
+        offset = f(zeros(1)).reshape(-1)
+        n_out = offset.numel()
+        chunk = max(1, PUSH_CHUNK_ELEMENTS // max(sum(sizes), n_out))
+        for source, shape, n_in in zip(sources, source_shapes, sizes):
+            blocks = []
+            for start in range(0, n_in, chunk):
+                rows = min(chunk, n_in - start)
+                eye = torch.zeros(rows, n_in, dtype=torch.float64)
+                eye[torch.arange(rows), torch.arange(start, start + rows)] = 1.0
+                values = zeros(rows)
+                values[source] = eye.reshape(rows, *shape)
+                blocks.append(sp.csr_matrix((f(values).reshape(rows, n_out) - offset).numpy()))
+            weight = sp.vstack(blocks, format="csr")
+            weight.eliminate_zeros()
+            projections.append((source, weight))
+    return projections, offset.numpy().copy()
 
 
 def affine_map(layers: Sequence[nn.Module], in_shape: tuple[int, ...]
                ) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, ...]]:
     """``(W [n_in, n_out] sparse, b [n_out], out_shape)`` of a chain of affine layers, exact in float64."""
-    n_in = int(math.prod(in_shape))
-    if not layers:
-        return sp.identity(n_in, dtype=np.float64, format="csr"), np.zeros(n_in), in_shape
-    chain = _as_float64(layers)
-
-    def f(h: torch.Tensor) -> torch.Tensor:
-        for layer in chain:
-            h = layer(h)
-        return h
-
-    with torch.no_grad():
-        zero = f(torch.zeros(1, *in_shape, dtype=torch.float64))
-        out_shape, offset = tuple(zero.shape[1:]), zero.reshape(-1)
-        n_out = offset.numel()
-        chunk = max(1, PUSH_CHUNK_ELEMENTS // max(n_in, n_out))
-        blocks = []
-        for start in range(0, n_in, chunk):
-            rows = min(chunk, n_in - start)
-            eye = torch.zeros(rows, n_in, dtype=torch.float64)
-            eye[torch.arange(rows), torch.arange(start, start + rows)] = 1.0
-            block = (f(eye.reshape(rows, *in_shape)).reshape(rows, n_out) - offset).numpy()
-            blocks.append(sp.csr_matrix(block))
-    weight = sp.vstack(blocks, format="csr")
-    weight.eliminate_zeros()
-    return weight, offset.numpy().copy(), out_shape
+    nodes, previous = [], INPUT
+    for index, layer in enumerate(layers):
+        nodes.append(Node(f"l{index}", layer, (previous,)))
+        previous = f"l{index}"
+    out_shape = in_shape
+    for node in nodes:
+        out_shape = _node_shape(node, [out_shape])
+    [(_, weight)], bias = affine_projections(nodes, previous, [INPUT], [in_shape])
+    return weight, bias, out_shape
 
 
 def _per_neuron(value: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
@@ -333,20 +453,20 @@ def _kind(neuron: NeuronLayer) -> str:
 
 
 def population(segment: Segment) -> Population:
-    """The segment with its affine map, per-neuron parameters and recurrent matrix computed."""
-    weight, bias_in, _ = segment.affine_map()
+    """The segment with its projections, per-neuron parameters and recurrent matrix computed."""
+    projections, bias_in = segment.projections()
     kind = _kind(segment.neuron)
     reset = "none" if kind == "integrator" else segment.neuron.reset
     recurrent = None
     if getattr(segment.neuron, "recurrent", None) is not None:
         recurrent = sp.csr_matrix(segment.neuron.recurrent.weight.detach().double().cpu().numpy().T)
         recurrent.eliminate_zeros()
-    return Population(segment.name, kind, segment.shape, segment.parameters(), reset, weight, bias_in,
+    return Population(segment.name, kind, segment.shape, segment.parameters(), reset, projections, bias_in,
                       segment.folded, recurrent, segment.start_membrane())
 
 
-def network_graph(model: Sequential, input_shape: Sequence[int] | None = None,
+def network_graph(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None = None,
                   backend: str = "Brian2") -> NetworkGraph:
-    """Describe ``model`` (in eval mode) as populations and sparse affine maps (module docstring)."""
+    """Describe ``model`` (in eval mode) as populations and sparse projections (module docstring)."""
     shape, segments = split_network(model, input_shape, backend)
     return NetworkGraph(shape, [population(segment) for segment in segments])

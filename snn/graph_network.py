@@ -140,6 +140,21 @@ class GraphNetwork(nn.Module):
         return values[self.output]
 
 
+def network_nodes(model: nn.Module) -> tuple[list[Node], str, tuple[int, ...] | None]:
+    """``(nodes in running order, output node, input shape)`` of a Sequential (read as a chain whose
+    nodes are its child names) or a GraphNetwork: the one view of a network every exporter walks."""
+    if isinstance(model, GraphNetwork):
+        return model.nodes(), model.output, model.input_shape
+    if isinstance(model, Sequential):
+        nodes, previous = [], INPUT
+        for name, layer in model.named_children():
+            nodes.append(Node(name, layer, (previous,)))
+            previous = name
+        return nodes, previous, model.input_shape
+    raise SpikeforgeError(f"{type(model).__name__} is not a spikeforge network; build it as snn.Sequential or "
+                          "snn.GraphNetwork")
+
+
 def _topological_order(inputs: dict[str, tuple[str, ...]]) -> list[str]:
     for name, sources in inputs.items():
         for source in sources:

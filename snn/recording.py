@@ -8,7 +8,8 @@ Usage::
     rec.membrane["2"]    # [T, B, ...] membrane after reset, same layer
 
 Nothing is recorded (and nothing costs) outside the ``with`` block. Tensors are detached.
-Layers are named as in ``model.named_modules()``.
+Layers are named by the network's ``neuron_layers()`` (a Sequential's child names, a
+GraphNetwork's node names), for any other module as in ``model.named_modules()``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class Recorder:
         self.spikes: dict[str, torch.Tensor] = {}
         self.membrane: dict[str, torch.Tensor] = {}
         self._handles: list = []
-        self._layers = {name: m for name, m in model.named_modules() if isinstance(m, NeuronLayer)}
+        named = getattr(model, "neuron_layers", None)
+        self._layers = dict(named()) if callable(named) else {
+            name: m for name, m in model.named_modules() if isinstance(m, NeuronLayer)}
 
     def _hook(self, name: str):
         def hook(module: NeuronLayer, inputs, output) -> None:

@@ -1,5 +1,6 @@
 """IF layers that start charged (v[-1] = v_init * theta): the contract, both torch paths, the
-file format, Brian2 spike for spike, and clear refusals where a backend starts at rest."""
+file format, Brian2 spike for spike, NIR (metadata), Lava (a one-time charge; bit-exact in
+tests/test_lava_run.py) and a clear refusal where a backend starts at rest."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from converters.nir_export import export_nir
+from converters.nir_io import load_network, save_nir
 from hardware.brian2.build import run_discrete
+from hardware.brian2.continuous import run_continuous
 from hardware.brian2.reference import run_torch
 from hardware.graph import network_graph
 from hardware.lava.compile import compile_network
@@ -81,12 +83,25 @@ def test_brian2_matches_torch_spike_for_spike() -> None:
         np.testing.assert_allclose(brian.membrane[name], v, rtol=0, atol=1e-9)
 
 
-def test_backends_that_start_at_rest_refuse_a_charged_layer() -> None:
+def test_nir_carries_v_init_in_its_metadata(tmp_path) -> None:
     net = _charged_cnn()
-    with pytest.raises(SpikeforgeError, match=r"layer 1 \(IF\) starts charged .*v_init = 0"):
-        compile_network(net)
-    with pytest.raises(SpikeforgeError, match=r"layer 1 \(IF\) starts charged .*v_init = 0"):
-        export_nir(net)
+    back = load_network(save_nir(net, tmp_path / "net.nir")).eval()
+    assert [m.v_init for m in back if isinstance(m, IF)] == [0.5, 0.5]
+    x = encoders.direct(torch.rand(3, 1, 6, 6) * 1.5, 10)
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))
+
+
+def test_lava_gives_a_charged_layer_its_charge_once() -> None:
+    net = compile_network(_charged_cnn())
+    first = net.layers[0]
+    assert first.v_init_mant == round(0.5 * first.vth) and not net.netx_compatible
+
+
+def test_continuous_brian2_refuses_a_charged_layer() -> None:
+    graph = network_graph(_charged_cnn())
+    with pytest.raises(SpikeforgeError, match=r"layer 1 starts charged"):
+        run_continuous(graph, np.zeros((1, 1, 6, 6)), duration_s=0.01, dt_s=1e-4)
 
 
 @pytest.mark.parametrize("v_init", [-0.1, 1.0])

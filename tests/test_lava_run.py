@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,8 @@ from hardware.lava.emulate import emulate
 from hardware.lava.netx_export import export_netx
 from snn.checkpoint import save_checkpoint
 from snn.errors import SpikeforgeError
+from snn.graph_network import GraphNetwork, Node
+from snn.layers import Add, Concat, Scale
 from snn.network import Sequential
 from snn.neurons import IF, LIF, CubaLIF, Integrator
 
@@ -125,3 +128,58 @@ def test_failed_run_and_missing_hardware_are_clear_errors(tmp_path, monkeypatch)
         run_in_lava(net, np.zeros((4, 7), dtype=np.int32))
     with pytest.raises(SpikeforgeError, match="lava-loihi"):
         run_in_lava(net, np.zeros((4, 20), dtype=np.int32), cfg="hw")
+
+
+def _residual_graph() -> GraphNetwork:
+    """A conv main path with a delayed skip into a (W, H, C) population, charged IF layers with
+    per-channel thresholds, a Scale and a concatenation: every connection form of the compiler."""
+    torch.manual_seed(3)
+    theta = torch.tensor([0.5, 0.7, 0.9, 1.1])
+    net = GraphNetwork([
+        Node("conv0", nn.Conv2d(1, 4, 3, padding=1), ("input",)),
+        Node("if0", IF(theta=0.6, v_init=0.5), ("conv0",)),
+        Node("conv1", nn.Conv2d(4, 4, 3, padding=1), ("if0",)),
+        Node("if1", IF(theta=theta.reshape(4, 1, 1), v_init=0.5), ("conv1",)),
+        Node("amp", Scale(theta), ("if1",)),
+        Node("conv2", nn.Conv2d(4, 4, 3, padding=1), ("amp",)),
+        Node("add", Add(), ("conv2", "if0")),
+        Node("if2", LIF(beta=0.9, theta=0.8, reset="zero"), ("add",)),
+        Node("both", Concat(1), ("if2", "if1")),
+        Node("flat", nn.Flatten(), ("both",)),
+        Node("fc", nn.Linear(8 * 6 * 6, 5), ("flat",)),
+        Node("out", Integrator(beta=1.0), ("fc",)),
+    ], output="out", input_shape=(1, 6, 6)).eval()
+    with torch.no_grad():
+        for layer in net.modules():
+            if isinstance(layer, nn.Conv2d):
+                layer.weight.mul_(2.0)
+    return net
+
+
+@pytest.mark.parametrize("mode", ["single", "stream"])
+def test_residual_graph_with_charged_layers_matches_the_emulation(mode, tmp_path):
+    net = compile_network(_residual_graph())
+    wiring = {layer.name: [(c.source, c.kind, c.delay) for c in layer.connections] for layer in net.layers}
+    assert wiring["if2"] == [("if1", "conv", 0), ("if0", "dense", 1)]   # the skip waits one step (DelayDense)
+    assert wiring["out"] == [("if2", "dense", 0), ("if1", "dense", 1)]
+    assert [layer.depth for layer in net.layers] == [1, 2, 3, 4]
+    assert net.layers[0].v_init_mant == round(0.5 * net.layers[0].vth) and not net.netx_compatible
+    with h5py.File(export_netx(net, tmp_path / "graph.net"), "r") as f:  # netx (a chain format) cannot misread it
+        assert "layer" not in f and "layer" in f["spikeforge"]
+    steps, samples = 10, 3
+    q = net.quantise_input(torch.rand(steps, samples, 1, 6, 6))
+    if mode == "single":
+        em = emulate(net, q[:, :1], delay=True)
+        lava = run_in_lava(net, q[:, 0].numpy(), mode="single")
+        expected = {k: s[:, 0].numpy() for k, s in em.spikes.items()}
+        expected_v = {k: v[:, 0].numpy() for k, v in em.membrane.items()}
+    else:
+        em = emulate(net, q, delay=False)
+        lava = run_in_lava(net, q.transpose(0, 1).numpy(), mode="stream", steps_per_sample=steps)
+        expected = {k: s.transpose(0, 1).numpy() for k, s in em.spikes.items()}
+        expected_v = {k: v.transpose(0, 1).numpy() for k, v in em.membrane.items()}
+    for name, spikes in expected.items():
+        assert spikes.sum() > 0 or name == "out", name
+        np.testing.assert_array_equal(lava.spikes[name], spikes, err_msg=f"layer {name}")
+    for name, v in expected_v.items():
+        np.testing.assert_array_equal(lava.membrane[name], v)

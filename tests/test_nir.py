@@ -14,7 +14,11 @@ from converters import nir_discretisation as D
 from converters.nir_export import export_nir
 from converters.nir_import import import_nir
 from converters.nir_io import load_network, load_nir, save_nir
+from snn import encoders
 from snn.errors import SpikeforgeError
+from snn.graph_network import GraphNetwork, Node
+from snn.layers import Add, Concat, Scale
+from snn.recording import Recorder
 
 
 def _network(seed: int = 0) -> snn.Sequential:
@@ -116,13 +120,66 @@ def test_unsupported_node_is_named():
         import_nir(graph)
 
 
-def test_branching_graph_is_refused_naming_the_node():
+def test_a_node_with_two_incoming_edges_sums_them():
+    torch.manual_seed(0)
     graph = export_nir(snn.Sequential(nn.Linear(3, 4), snn.LIF(), input_shape=(3,)))
     graph.nodes["side"] = nir.Affine(weight=np.ones((4, 3)), bias=np.zeros(4))
-    graph.edges.append(("input", "side"))
-    graph.edges.append(("side", "1"))
-    with pytest.raises(SpikeforgeError, match="not sequential at node 'input'"):
+    graph.edges += [("input", "side"), ("side", "1")]
+    net = import_nir(graph)
+    assert isinstance(net, GraphNetwork) and isinstance(net.layers["1_sum"], Add)
+    x = torch.rand(6, 2, 3)
+    main, lif = net.layers["0"], net.layers["1"]
+    with torch.no_grad():
+        by_hand = lif(main(x) + x.sum(-1, keepdim=True).expand(6, 2, 4))[0]
+        assert torch.allclose(net(x), by_hand, atol=1e-6)
+
+
+def test_a_cycle_that_is_not_a_recurrent_layer_is_refused():
+    graph = export_nir(snn.Sequential(nn.Linear(3, 4), snn.LIF(), nn.Linear(4, 4), snn.LIF(), input_shape=(3,)))
+    graph.edges.append(("3", "2"))
+    with pytest.raises(SpikeforgeError, match="cycle"):
         import_nir(graph)
+
+
+def _residual() -> GraphNetwork:
+    """A converted network's forms: charged IF with per-channel thresholds, Scale, a residual Add,
+    global average pooling and an Integrator readout."""
+    torch.manual_seed(2)
+    theta = torch.tensor([0.5, 0.8, 1.2])
+    return GraphNetwork([
+        Node("conv1", nn.Conv2d(1, 3, 3, padding=1), ("input",)),
+        Node("if1", snn.IF(theta=theta.reshape(3, 1, 1), v_init=0.5), ("conv1",)),
+        Node("amp", Scale(theta), ("if1",)),
+        Node("conv2", nn.Conv2d(3, 3, 3, padding=1), ("amp",)),
+        Node("add", Add(), ("conv2", "amp")),
+        Node("if2", snn.IF(theta=0.7, v_init=0.5), ("add",)),
+        Node("pool", nn.AdaptiveAvgPool2d(1), ("if2",)),
+        Node("flat", nn.Flatten(), ("pool",)),
+        Node("fc", nn.Linear(3, 4), ("flat",)),
+        Node("out", snn.Integrator(beta=1.0), ("fc",)),
+    ], output="out", input_shape=(1, 6, 6)).eval()
+
+
+def test_residual_network_round_trips_through_a_file(tmp_path):
+    net = _residual()
+    graph = export_nir(net)
+    assert ("amp", "if2") in graph.edges and ("conv2", "if2") in graph.edges  # the Add is NIR's edge sum
+    back = load_network(save_nir(net, tmp_path / "residual.nir")).eval()
+    assert isinstance(back, GraphNetwork) and not back.is_chain()
+    x = encoders.direct(torch.rand(4, 1, 6, 6) * 2, 12)
+    with torch.no_grad(), Recorder(net, membrane=False) as ours, Recorder(back, membrane=False) as theirs:
+        assert torch.equal(back(x), net(x))
+    assert sum(int(s.sum()) for s in ours.spikes.values()) > 0
+    assert list(ours.spikes) == list(theirs.spikes)
+    assert all(torch.equal(ours.spikes[k], theirs.spikes[k]) for k in ours.spikes)
+
+
+def test_concatenation_has_no_nir_form():
+    net = GraphNetwork([Node("a", nn.Linear(3, 2), ("input",)), Node("b", nn.Linear(3, 2), ("input",)),
+                        Node("cat", Concat(1), ("a", "b")), Node("lif", snn.LIF(), ("cat",))],
+                       output="lif", input_shape=(3,))
+    with pytest.raises(SpikeforgeError, match=r"layer cat \(Concat\).*no concatenation"):
+        export_nir(net)
 
 
 def test_export_refuses_layers_without_a_nir_form():

@@ -1,8 +1,8 @@
 """The discrete-time dynamics contract, reproduced exactly in Brian2.
 
 One Brian2 step (``dt`` = 1 ms stands for one step of the contract) runs, per population
-k in network order, three scheduled operations, all in the ``groups`` slot so that layer
-k+1 integrates the spikes layer k emitted in the SAME step (torch's Sequential has no
+k in running order, three scheduled operations, all in the ``groups`` slot so that a
+population integrates the spikes its sources emitted in the SAME step (torch has no
 inter-layer delay; Brian2's default schedule would add one step per layer)::
 
     order 3k    run_regularly   i = alpha i + (x + b_in)            (CUBA; LIF alpha = 0, IF beta = 1)
@@ -12,6 +12,11 @@ inter-layer delay; Brian2's default schedule would add one step per layer)::
                                 x = 0                                input consumed
     order 3k+1  thresholder     spike event where spk = 1
     order 3k+2  on_pre          x_post += w  for every outgoing synapse of a spiking neuron
+
+A population with several sources (a residual addition, a concatenation) has one
+``Synapses`` object per projection of :mod:`hardware.graph`, each acting in its source's
+slot: all of them before the population's own update, since sources come first in the
+running order.
 
 ALIF adds ``theta_t = theta + gamma adapt``, resets by ``theta_t`` and updates
 ``adapt = rho adapt + spk``; the Integrator readout runs ``v = beta v + (x + b_in) + bias``
@@ -43,6 +48,7 @@ import numpy as np
 from hardware.brian2.targets import check_size, check_target
 from hardware.graph import NetworkGraph, Population
 from snn.errors import SpikeforgeError
+from snn.graph_network import INPUT
 
 # Synapses (all copies) the automatic batch size aims at: a few million keep NumPy fast.
 AUTO_BATCH_SYNAPSES = 4_000_000
@@ -179,15 +185,17 @@ def _simulate(graph: NetworkGraph, inputs: np.ndarray, batch: int, target: str) 
     source.run_regularly("value = stimulus(t, i)", when="groups", order=0, dt=dt)
     source.set_event_schedule("spike", when="groups", order=1)
     objects: list = [source]
-    groups, monitors, states, synapses = [], {}, {}, 0
-    pre_group, pre_kind = source, "input"
+    groups, monitors, states, synapses = {INPUT: source}, {}, {}, 0
+    index = {INPUT: 0}
     for k, pop in enumerate(graph.populations, start=1):
         group = _group(pop, batch, dt, namespace, k)
         objects.append(group)
-        syn = _connect(pre_group, group, pop.weight, batch, "x_post += w * value_pre" if pre_kind == "input"
-                       else "x_post += w", 3 * (k - 1) + 2, dt, f"syn_{k}")
-        objects.append(syn)
-        synapses += len(syn)
+        for j, (name, weight) in enumerate(pop.projections):
+            # the source's synapses act right after its own update and spike event (order 3i + 2)
+            syn = _connect(groups[name], group, weight, batch, "x_post += w * value_pre" if name == INPUT
+                           else "x_post += w", 3 * index[name] + 2, dt, f"syn_{k}" if j == 0 else f"syn_{k}_{j}")
+            objects.append(syn)
+            synapses += len(syn)
         if pop.recurrent is not None:
             rec = _connect(group, group, pop.recurrent, batch, "xr_post += w", 3 * k + 2, dt, f"rec_{k}")
             objects.append(rec)
@@ -198,8 +206,7 @@ def _simulate(graph: NetworkGraph, inputs: np.ndarray, batch: int, target: str) 
         else:
             states[pop.name] = b2.StateMonitor(group, "v", record=True, when="end", dt=dt, name=f"state_{k}")
             objects.append(states[pop.name])
-        groups.append(group)
-        pre_group, pre_kind = group, pop.kind
+        groups[pop.name], index[pop.name] = group, k
     net = b2.Network(*objects)
     built = time.perf_counter()
     net.run(chunks * steps * dt, namespace=namespace)

@@ -1,7 +1,7 @@
-"""``snn simulate`` and the demo stage "brian2" (the trained digits CNN re-run in Brian2).
+"""``snn simulate`` and the demo stage "brian2" (the demo's networks re-run in Brian2).
 
 ``snn simulate --model PATH --backend {torch,brian2} --dataset digits --samples N
-[--compare] [--target numpy|cython|cpp_standalone] [--batch B] [--json]`` prints accuracy,
+[--timesteps T] [--compare] [--target numpy|cython|cpp_standalone] [--batch B] [--json]`` prints accuracy,
 spike counts per layer and wall time; ``--compare`` adds the fraction of samples whose
 spike trains equal the torch (float64) reference exactly.
 """
@@ -28,13 +28,15 @@ def _cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
     from hardware.brian2.simulate import simulate
     return simulate(args.model, backend=args.backend, dataset=args.dataset, samples=args.samples,
                     compare=args.compare, target=args.target, batch=args.batch, seed=args.seed,
-                    data_dir=args.data_dir)
+                    data_dir=args.data_dir, timesteps=args.timesteps)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("simulate", help=VERB_HELP)
-    parser.add_argument("--model", required=True, help="checkpoint written by 'snn train'")
+    parser.add_argument("--model", required=True, help="checkpoint written by 'snn train' or 'snn convert'")
     parser.add_argument("--backend", default="brian2", choices=BACKENDS)
+    parser.add_argument("--timesteps", type=positive_int, default=None,
+                        help="steps per sample (default: the checkpoint's; a converted network runs at any T)")
     add_data_options(parser, device=False, seed_help="data split and rate-encoder seed", dataset_help=None)
     parser.add_argument("--samples", type=positive_int, default=20, help="test samples to simulate")
     parser.add_argument("--compare", action="store_true", help="also run torch and report exact spike agreement")
@@ -46,37 +48,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def brian2_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Demo stage: the trained digits CNN on ``DEMO_SAMPLES`` test digits (or the demo's ``--samples``) in
-    Brian2, compared with torch."""
+    """Demo stage: every network the demo made (the trained SNN, the converted SNN) on ``DEMO_SAMPLES`` test
+    digits (or the demo's ``--samples``) in Brian2, compared with torch."""
     from hardware.brian2.simulate import simulate
+
+    networks = context.get("networks") or [{"label": "trained SNN", "path": context["results"]["train"]["checkpoint"],
+                                            "timesteps": None}]
     samples = context["options"].get("samples") or DEMO_SAMPLES
-    print(f"[snn demo] brian2: re-running the digits network on {samples} test samples", file=sys.stderr)
-    checkpoint = context["results"]["train"]["checkpoint"]
-    results = simulate(checkpoint, backend="brian2", samples=samples, compare=True)
-    write_json(Path(out) / "brian2.json", results)
-    cmp = results["compare"]
-    counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in results["spikes_per_sample"].items())
+    runs = {}
+    for network in networks:
+        print(f"[snn demo] brian2: re-running the {network['label']} on {samples} test samples", file=sys.stderr)
+        runs[network["label"]] = simulate(network["path"], backend="brian2", samples=samples, compare=True,
+                                          timesteps=network["timesteps"])
+    write_json(Path(out) / "brian2.json", runs)
+    rows, notes = [], []
+    for label, r in runs.items():
+        cmp = r["compare"]
+        rows.append(f"| {label} | {r['timesteps']} | {r['synapses'] // r['batch']:,} | {cmp['matching_samples']} / "
+                    f"{cmp['samples']} ({100 * cmp['match_fraction']:.1f}%) | {100 * cmp['prediction_agreement']:.1f}% "
+                    f"| {max(cmp['readout_max_abs_diff'].values(), default=0.0):.2e} | {100 * r['accuracy']:.1f}% | "
+                    f"{r['wall_seconds']:.1f} s |")
+        counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in r["spikes_per_sample"].items())
+        notes.append(f"{label}: spikes per sample {counts}.")
     lines = [
         "## Cross-simulator check: Brian2",
         "",
-        f"The trained network re-run in Brian2 {_brian2_version()} (discrete-time contract, "
-        f"{results['synapses'] // results['batch']:,} synapses per sample, {results['batch']} samples side by side, "
-        "conv layers expanded to synapses, BatchNorm folded) on "
-        f"{results['samples']} test digits, against the torch reference in float64.",
+        f"Each network re-run in Brian2 {_brian2_version()} (discrete-time contract, conv layers expanded to "
+        f"synapses, BatchNorm folded, {next(iter(runs.values()))['target']} target) against the torch reference in "
+        "float64.",
         "",
-        "| metric | value |",
-        "|---|---|",
-        f"| samples with identical spike trains (all layers) | {cmp['matching_samples']} / {cmp['samples']} "
-        f"({100 * cmp['match_fraction']:.1f}%) |",
-        f"| prediction agreement | {100 * cmp['prediction_agreement']:.1f}% |",
-        f"| readout max abs difference | {max(cmp['readout_max_abs_diff'].values(), default=0.0):.2e} |",
-        f"| Brian2 accuracy on these samples | {100 * results['accuracy']:.1f}% |",
-        f"| Brian2 wall time ({results['target']}) | {results['wall_seconds']:.1f} s |",
+        "| network | T | synapses per sample | samples with identical spike trains (all layers) | prediction agreement "
+        "| readout max abs difference | Brian2 accuracy | wall time |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
         "",
-        f"Spikes per sample: {counts}.",
+        *notes,
         "",
     ]
-    return results, lines
+    return {"networks": runs}, lines
 
 
 brian2_stage.order = 40  # type: ignore[attr-defined]

@@ -128,11 +128,6 @@ def _equations(pop: Population, first: bool, step_s: float) -> tuple[str, str, d
     """(model equations, on_pre target variable, namespace) of one population."""
     from brian2 import second
 
-    if pop.kind == "alif":
-        raise SpikeforgeError(f"layer {pop.name} (ALIF) has no continuous-time form here; use the discrete mode")
-    if pop.v_start is not None:
-        raise SpikeforgeError(f"layer {pop.name} starts charged (v_init); the continuous-time mode starts at rest; "
-                              "use the discrete mode")
     ns = {"step": step_s * second}
     tau_m = time_constant(_uniform(pop, "beta"), step_s)
     tau_s = time_constant(_uniform(pop, "alpha"), step_s) if pop.kind == "cuba" else 0.0
@@ -160,6 +155,16 @@ def run_continuous(graph: NetworkGraph, values: np.ndarray, duration_s: float, d
     """Integrate ``graph`` as ODEs for ``duration_s`` with step ``dt_s``; ``values`` ``[S, *input_shape]``
     are constant direct inputs (all samples side by side). Returns spike counts per population."""
     check_target(target)
+    if not graph.is_chain():
+        raise SpikeforgeError("the network is a graph with residual additions or concatenations; the continuous-time "
+                              "Brian2 mode runs chains of layers only; use the discrete mode (snn simulate "
+                              "--backend brian2), which runs graphs spike for spike")
+    for pop in graph.populations:   # refused before any Brian2 object exists
+        if pop.kind == "alif":
+            raise SpikeforgeError(f"layer {pop.name} (ALIF) has no continuous-time form here; use the discrete mode")
+        if pop.v_start is not None:
+            raise SpikeforgeError(f"layer {pop.name} starts charged (v_init); the continuous-time mode starts at "
+                                  "rest; use the discrete mode")
     values = np.asarray(values, dtype=np.float64)
     if tuple(values.shape[1:]) != graph.input_shape:
         raise SpikeforgeError(f"continuous input must be [S, {', '.join(map(str, graph.input_shape))}], "
@@ -175,7 +180,6 @@ def run_continuous(graph: NetworkGraph, values: np.ndarray, duration_s: float, d
 def _simulate(graph: NetworkGraph, values: np.ndarray, duration_s: float, dt_s: float,
               step_s: float) -> ContinuousResult:
     import brian2 as b2
-
 
     batch, n_in = values.shape
     dt = dt_s * b2.second

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from snn.graph_network import GraphNetwork
 from snn.network import Sequential
 from snn.neurons import Integrator
 from snn.recording import Recorder
@@ -28,12 +29,12 @@ class TorchResult:
     run_seconds: float
 
 
-def run_torch(model: Sequential, inputs: torch.Tensor | np.ndarray, dtype: torch.dtype = torch.float64,
+def run_torch(model: Sequential | GraphNetwork, inputs: torch.Tensor | np.ndarray, dtype: torch.dtype = torch.float64,
               batch: int = 256) -> TorchResult:
     """Run ``model`` on ``inputs`` (``[T, S, ...]``) in ``dtype``; record every neuron layer."""
     net = copy.deepcopy(model).to(dtype).eval()
     x = torch.as_tensor(np.asarray(inputs)).to(dtype)
-    integrators = {name for name, m in net.named_children() if isinstance(m, Integrator)}
+    integrators = {name for name, m in net.neuron_layers() if isinstance(m, Integrator)}
     spikes: dict[str, list[np.ndarray]] = {}
     membrane: dict[str, list[np.ndarray]] = {}
     start = time.perf_counter()

@@ -9,6 +9,7 @@ fraction of samples whose spike trains agree exactly in every spiking layer.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -57,13 +58,18 @@ def agreement(reference, other) -> dict[str, Any]:
 
 def simulate(model_path: str, backend: str = "brian2", dataset: str = "digits", samples: int = 20,
              compare: bool = False, target: str = "numpy", batch: int | None = None, seed: int = 0,
-             data_dir: str | None = None) -> dict[str, Any]:
-    """Simulate ``samples`` test samples of ``dataset`` with the checkpoint at ``model_path``."""
+             data_dir: str | None = None, timesteps: int | None = None) -> dict[str, Any]:
+    """Simulate ``samples`` test samples of ``dataset`` with the checkpoint at ``model_path``.
+
+    ``timesteps`` overrides the checkpoint's T (a converted network runs at any T).
+    """
     if backend not in BACKENDS:
         raise SpikeforgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
     model, task = load_trained(model_path)
+    if timesteps is not None:
+        task = dataclasses.replace(task, timesteps=timesteps)
     split = data.load_dataset(dataset, data_dir, seed=seed)
     data.check_input_shape(model.input_shape, split)
     x, y = split.x_test[:samples], split.y_test[:samples]

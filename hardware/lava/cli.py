@@ -1,6 +1,6 @@
-"""``snn deploy --backend lava`` and the demo stage "lava" (the digits network on Loihi 2 through Lava).
+"""``snn deploy --backend lava`` and the demo stage "lava" (the demo's networks on Loihi 2 through Lava).
 
-``snn deploy --model PATH --backend lava --dataset digits --samples N [--json]`` runs the job
+``snn deploy --model PATH --backend lava --dataset digits --samples N [--timesteps T] [--json]`` runs the job
 :func:`hardware.lava.deploy.deploy` (its docstring lists the keys it reports and the
 compile decisions). Registration imports nothing heavy; the job is imported when it runs.
 """
@@ -25,13 +25,16 @@ def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     from hardware.lava.deploy import deploy
     if args.backend not in BACKENDS:
         raise SpikeforgeError(f"unknown backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
-    return deploy(args.model, args.dataset, args.samples, args.data_dir, args.seed, args.cfg, args.timeout)
+    return deploy(args.model, args.dataset, args.samples, args.data_dir, args.seed, args.cfg, args.timeout,
+                  timesteps=args.timesteps)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("deploy", help=VERB_HELP)
-    parser.add_argument("--model", required=True, help="checkpoint written by 'snn train'")
+    parser.add_argument("--model", required=True, help="checkpoint written by 'snn train' or 'snn convert'")
     parser.add_argument("--backend", default="lava", choices=BACKENDS)
+    parser.add_argument("--timesteps", type=positive_int, default=None,
+                        help="steps per sample (default: the checkpoint's; a converted network runs at any T)")
     add_data_options(parser, device=False, dataset_help=None)
     parser.add_argument("--samples", type=positive_int, default=20, help="test samples to run")
     parser.add_argument("--cfg", default="sim", choices=("sim", "hw"),
@@ -42,36 +45,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Demo stage: the trained digits CNN on ``DEMO_SAMPLES`` test digits (or the demo's ``--samples``) in
-    Lava, against the emulation."""
+    """Demo stage: every network the demo made (the trained SNN, the converted SNN) on Loihi 2 through Lava,
+    against the emulation; ``DEMO_SAMPLES`` test digits (or the demo's ``--samples``) shared between them."""
     from hardware.lava.deploy import deploy
 
-    samples = context["options"].get("samples") or DEMO_SAMPLES
-    print(f"[snn demo] lava: deploying the digits network to Loihi 2 fixed point ({samples} samples in Lava)",
-          file=sys.stderr)
-    results = deploy(context["results"]["train"]["checkpoint"], samples=samples)
-    write_json(Path(out) / "lava.json", results)
-    counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in results["spikes_per_sample"].items())
-    notes = results["quantisation"]["notes"]
+    networks = context.get("networks") or [{"label": "trained SNN", "path": context["results"]["train"]["checkpoint"],
+                                            "timesteps": None}]
+    samples = max(1, (context["options"].get("samples") or DEMO_SAMPLES) // len(networks))
+    runs = {}
+    for network in networks:
+        print(f"[snn demo] lava: deploying the {network['label']} to Loihi 2 fixed point ({samples} samples in Lava)",
+              file=sys.stderr)
+        runs[network["label"]] = deploy(network["path"], samples=samples, timesteps=network["timesteps"])
+    write_json(Path(out) / "lava.json", runs)
+    rows, notes = [], []
+    for label, r in runs.items():
+        rows.append(f"| {label} | {r['timesteps']} | {r['samples']} | {100 * r['emulation_agreement']:.1f}% | "
+                    f"{100 * r['lava_accuracy']:.1f}% | {100 * r['float_accuracy_deployed_reset']:.1f}% | "
+                    f"{100 * r['float_accuracy']:.1f}% | {r['lava_seconds']:.1f} s |")
+        counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in r["spikes_per_sample"].items())
+        notes.append(f"{label}: spikes per sample {counts}." + (
+            f" Compile notes: {'; '.join(r['quantisation']['notes'])}." if r["quantisation"]["notes"] else ""))
     lines = [
         "## Loihi 2 through Lava",
         "",
-        f"The trained network compiled to Loihi 2 fixed point (8-bit weights, 24-bit state, zero reset) and run "
-        f"as real Lava processes with {results['run_config']} on {results['samples']} test digits, against the "
-        "torch integer emulation.",
+        "Each network compiled to Loihi 2 fixed point (8-bit weights, 24-bit state, Loihi's zero reset) and run as "
+        f"real Lava processes with {next(iter(runs.values()))['run_config']} on test digits, against the torch "
+        "integer emulation. 'Float, zero reset' is the float SNN with every reset made Loihi's (what Lava should "
+        "match up to quantisation); 'float, own reset' is the network as trained or converted.",
         "",
-        "| metric | value |",
-        "|---|---|",
-        f"| samples whose every spike matches the emulation | {100 * results['emulation_agreement']:.1f}% |",
-        f"| Lava accuracy | {100 * results['lava_accuracy']:.1f}% |",
-        f"| float SNN accuracy (same samples) | {100 * results['float_accuracy']:.1f}% |",
-        f"| Lava wall time | {results['lava_seconds']:.1f} s |",
-        f"| emulation wall time | {results['emulation_seconds']:.2f} s |",
+        "| network | T | samples | spike-exact vs emulation | Lava accuracy | float, zero reset | float, own reset "
+        "| Lava wall time |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
         "",
-        f"Spikes per sample: {counts}." + (f" Compile notes: {'; '.join(notes)}." if notes else ""),
+        *notes,
         "",
     ]
-    return results, lines
+    return {"networks": runs}, lines
 
 
 deploy_stage.order = 30  # type: ignore[attr-defined]

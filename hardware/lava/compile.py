@@ -41,7 +41,8 @@ from torch import nn
 
 from hardware.graph import LayerCheck, Segment, layer_label, split_network
 from snn.errors import SpikeforgeError
-from snn.layers import Scale
+from snn.graph_network import INPUT, GraphNetwork, network_nodes
+from snn.layers import Add, Concat, Scale
 from snn.network import Sequential
 from snn.neurons import IF, LIF, CubaLIF, Integrator, NeuronLayer
 
@@ -52,6 +53,7 @@ NEURONS_PER_CORE = 8192
 CORES_PER_CHIP = 128
 MAX_LAYER_NEURONS = NEURONS_PER_CORE * CORES_PER_CHIP
 MAX_FAN_IN = 128 * 1024
+MAX_DELAY = 63                # Loihi 2 synaptic delays are 6 bits (lava's DelayDense checks the same)
 # Field widths of lava-nc 0.10.0's PyLifModelBitAcc / PyDenseModelBitAcc.
 VTH_MAX = 2 ** 17 - 1
 BIAS_MANT_MAX = 2 ** 12 - 1
@@ -62,43 +64,84 @@ DENSE_ELEMENT_LIMIT = 2 ** 26  # dense matrices above this are refused (memory),
 
 SUPPORTED_NEURONS = (IF, LIF, CubaLIF, Integrator)
 # The affine layers compiled and tested here: a subset of hardware.graph.AFFINE_LAYERS.
-AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity,
-          Scale)
+AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
+          nn.Dropout, nn.Identity, Scale, Add, Concat)
 CONV_TAIL = (nn.BatchNorm2d, nn.Dropout, nn.Identity)
 
 
 @dataclass
-class LoihiLayer:
-    """One compiled layer: a connection (dense or conv) feeding a LIF population.
+class LoihiConnection:
+    """One Lava connection into a population: ``Dense`` (``DelayDense`` when ``delay > 0``) or ``Conv``.
 
-    ``weight``: dense ``[n_out, n_in]`` or conv ``[C_out, C_in/groups, kh, kw]`` (torch layout),
-    integers as Lava's synapse holds them. ``shape``: the population's torch shape.
+    ``source`` is ``"input"`` or the name of the layer it reads; ``weight``: dense
+    ``[n_out, n_in]`` or conv ``[C_out, C_in/groups, kh, kw]`` (torch layout), integers as
+    Lava's synapse holds them. ``delay`` is the synaptic delay on top of the step every
+    connection takes (it aligns a skip path with a longer one); ``graded``: the source sends
+    graded spikes (the input).
+    """
+
+    source: str
+    kind: str
+    in_shape: tuple[int, ...]
+    weight: np.ndarray
+    weight_exp: int = 0           # Lava's Dense weight_exp (the mantissa exponent is folded into weight)
+    mantissa_exp: int = 0
+    delay: int = 0
+    graded: bool = False
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass
+class LoihiLayer:
+    """One compiled population: a LIF fed by one or more connections (the main one first).
+
+    ``shape``: the population's torch shape. ``depth``: steps from the input to this layer
+    in Lava (one per connection along the longest path). ``v_init_mant``: the charge a layer
+    that starts charged receives when a sample's first input arrives (``round(v_init * vth)``
+    in activation units; 0: starts at rest).
     """
 
     name: str
-    kind: str
-    in_shape: tuple[int, ...]
     shape: tuple[int, ...]
-    weight: np.ndarray
     du: int
     dv: int
     vth: int
     bias_mant: np.ndarray
     scale: float
-    weight_exp: int = 0           # Lava's Dense weight_exp (the mantissa exponent is folded into weight)
-    mantissa_exp: int = 0
+    connections: list[LoihiConnection]
     bias_exp: int = BIAS_EXP
     readout: bool = False
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    graded_input: bool = False
+    depth: int = 1
+    v_init_mant: int = 0
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return int(math.prod(self.shape))
+
+    @property
+    def main(self) -> LoihiConnection:
+        return self.connections[0]
+
+    # The main connection's fields, as a chain's layer has them.
+    kind = property(lambda self: self.main.kind)
+    weight = property(lambda self: self.main.weight)
+    in_shape = property(lambda self: self.main.in_shape)
+    weight_exp = property(lambda self: self.main.weight_exp)
+    mantissa_exp = property(lambda self: self.main.mantissa_exp)
+    graded_input = property(lambda self: self.main.graded)
+    stride = property(lambda self: self.main.stride)
+    padding = property(lambda self: self.main.padding)
+    dilation = property(lambda self: self.main.dilation)
+    groups = property(lambda self: self.main.groups)
+
+    @property
+    def whc(self) -> bool:
+        """Whether Lava lays the population out as (W, H, C) (its main connection is a convolution)."""
+        return self.main.kind == "conv"
 
 
 @dataclass
@@ -124,9 +167,28 @@ class LoihiNetwork:
                                   "scale the input or use a rate encoder")
         return torch.round(x.double() * self.input_levels).long()
 
+    def is_chain(self) -> bool:
+        """Each layer reads only the one before it (the first the input), with no extra delay."""
+        previous = INPUT
+        for layer in self.layers:
+            if [(c.source, c.delay) for c in layer.connections] != [(previous, 0)]:
+                return False
+            previous = layer.name
+        return True
+
+    @property
+    def netx_compatible(self) -> bool:
+        """Whether lava-dl's netx reader (a chain of CUBA layers starting at rest) describes the network fully."""
+        return self.is_chain() and not any(layer.v_init_mant for layer in self.layers)
+
+    @property
+    def depth(self) -> int:
+        """Steps a sample's first input takes to reach the deepest layer (one per connection)."""
+        return max((layer.depth for layer in self.layers), default=0)
+
     def report(self) -> dict[str, Any]:
         return {"layers": {layer.name: layer.report for layer in self.layers}, "notes": list(self.notes),
-                "input_levels": self.input_levels}
+                "input_levels": self.input_levels, "netx_compatible": self.netx_compatible}
 
 
 def _check_layer(name: str, layer: nn.Module) -> None:
@@ -138,10 +200,6 @@ def _check_layer(name: str, layer: nn.Module) -> None:
         if getattr(layer, "recurrent", None) is not None:
             raise SpikeforgeError(f"{label} is recurrent; the Loihi compiler here handles feed-forward "
                                   "networks only; set recurrent_features=None")
-        if getattr(layer, "v_init", 0.0):
-            raise SpikeforgeError(f"{label} starts charged (v_init = {layer.v_init} theta); the Loihi compiler "
-                                  "here starts every neuron at rest; set layer.v_init = 0 (and re-check the "
-                                  "accuracy) to deploy it")
         return
     if type(layer) not in AFFINE:
         raise SpikeforgeError(f"{label} is not supported on Loihi 2: only "
@@ -152,14 +210,13 @@ def _check_layer(name: str, layer: nn.Module) -> None:
                               "pads with zeros only")
 
 
-def _loihi_check(model: Sequential) -> LayerCheck:
-    """Loihi's refusals for :func:`hardware.graph.split_network`; an Integrator only as the last layer."""
-    children = list(model.named_children())
-    last = children[-1][0] if children else None
+def _loihi_check(model: Sequential | GraphNetwork) -> LayerCheck:
+    """Loihi's refusals for :func:`hardware.graph.split_network`; an Integrator only as the network's output."""
+    _, output, _ = network_nodes(model)
 
     def check(name: str, layer: nn.Module) -> None:
         _check_layer(name, layer)
-        if isinstance(layer, Integrator) and name != last:
+        if isinstance(layer, Integrator) and name != output:
             raise SpikeforgeError(f"{layer_label(name, layer)} is not the last layer; an Integrator is only "
                                   "supported as the readout")
     return check
@@ -170,13 +227,26 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 def _conv_chain(layers: Sequence[nn.Module], in_shape: tuple[int, ...]):
-    """``(weight, bias, conv)`` in float64 if the chain is one Conv2d (+ BN / Dropout / Identity), else None."""
-    if len(in_shape) != 3 or not layers or not isinstance(layers[0], nn.Conv2d):
+    """``(weight, bias, conv)`` in float64 if the chain is one Conv2d (+ BN / Dropout / Identity), else None.
+
+    Leading :class:`~snn.layers.Scale` layers (a converted network's spike amplitudes, one
+    factor per input channel) fold into the convolution's input channels.
+    """
+    lead = 0
+    while lead < len(layers) and isinstance(layers[lead], Scale):
+        lead += 1
+    scales, layers = layers[:lead], layers[lead:]
+    if len(in_shape) != 3 or not layers or not isinstance(layers[0], nn.Conv2d) or layers[0].groups != 1:
         return None
     if not all(isinstance(m, CONV_TAIL) for m in layers[1:]) or sum(isinstance(m, nn.BatchNorm2d) for m in layers) > 1:
         return None
     conv = layers[0]
     w = conv.weight.detach().double().cpu().numpy().copy()
+    for scale in scales:
+        factor = scale.factor.detach().double().cpu().numpy()
+        if factor.size not in (1, w.shape[1]):
+            return None
+        w = w * factor.reshape(1, -1, 1, 1)
     b = np.zeros(w.shape[0]) if conv.bias is None else conv.bias.detach().double().cpu().numpy().copy()
     for m in layers[1:]:
         if isinstance(m, nn.BatchNorm2d):
@@ -191,18 +261,59 @@ def _conv_chain(layers: Sequence[nn.Module], in_shape: tuple[int, ...]):
     return w, b, conv
 
 
-def _connection(segment: Segment) -> tuple[str, np.ndarray, np.ndarray, nn.Conv2d | None]:
-    """``(kind, float64 weight, bias, conv)``: a Lava ``Conv`` for a lone Conv2d (+ BN), else ``Dense``."""
-    chain = _conv_chain(segment.layers, segment.in_shape)
-    if chain is not None:
-        w, b, conv = chain
-        return "conv", w, b, conv
-    n_in = int(math.prod(segment.in_shape))
+@dataclass
+class _FloatConnection:
+    """A connection before quantisation: float64 weight (dense ``[n_out, n_in]`` or conv) and its conv layer."""
+
+    source: str
+    kind: str
+    in_shape: tuple[int, ...]
+    weight: np.ndarray
+    delay: int = 0
+    conv: nn.Conv2d | None = None
+
+
+def _dense_size_check(segment: Segment, n_in: int) -> None:
     if n_in * segment.size > DENSE_ELEMENT_LIMIT:
         raise SpikeforgeError(f"the connection into {segment.label} needs a dense {n_in}x{segment.size} matrix; "
                               "too large to compile here; make it smaller")
-    sparse, b, _ = segment.affine_map()
-    return "dense", sparse.toarray().T, b, None
+
+
+def _connections(segment: Segment, depths: dict[str, int]) -> tuple[list[_FloatConnection], np.ndarray, bool]:
+    """The segment's connections in float64, its offset ``b`` and whether ``b`` is per output channel.
+
+    A chain that is one Conv2d (+ BN) becomes a ``Conv``; so does a residual branch that is
+    one (``conv -> bn -> Add``) when it needs no extra delay. Every other projection is a
+    ``Dense`` with the exact matrix (``DelayDense`` when its path is shorter than the
+    longest: ``delay = depth - 1 - depth(source)`` steps, at most :data:`MAX_DELAY`).
+    """
+    delays = {source: segment.depth - 1 - depths[source] for source in segment.sources}
+    for source, delay in delays.items():
+        if delay > MAX_DELAY:
+            raise SpikeforgeError(f"the path from {source} into {segment.label} skips {delay} connections; Loihi 2 "
+                                  f"delays a synapse by at most {MAX_DELAY} steps; shorten the skip connection")
+    if segment.is_chain():
+        chain = _conv_chain(segment.layers, segment.in_shape)
+        if chain is not None:
+            w, b, conv = chain
+            return [_FloatConnection(segment.sources[0], "conv", segment.in_shape, w, 0, conv)], b, True
+    projections, offset = None, None
+    out: list[_FloatConnection] = []
+    for source, shape in zip(segment.sources, segment.source_shapes):
+        path = segment.path(source) if len(segment.sources) > 1 else None
+        chain = _conv_chain(path, shape) if path and delays[source] == 0 and (not out or out[0].kind == "conv") \
+            else None
+        if chain is not None:
+            out.append(_FloatConnection(source, "conv", shape, chain[0], 0, chain[2]))
+            continue
+        _dense_size_check(segment, int(math.prod(shape)))
+        if projections is None:
+            projections, offset = segment.projections()
+        weight = dict(projections)[source]
+        out.append(_FloatConnection(source, "dense", shape, weight.toarray().T, delays[source]))
+    if offset is None:
+        _, offset = segment.projections()
+    return out, offset, False
 
 
 def _uniform(name: str, label: str, values: np.ndarray) -> float:
@@ -229,26 +340,27 @@ def _quantise_weights(w: np.ndarray, lam: float) -> tuple[np.ndarray, int]:
     return np.clip(np.round(scaled), -255, 255).astype(np.int64), 0
 
 
-def _check_capacity(label: str, n: int, kind: str, w: np.ndarray, b_in: np.ndarray) -> int:
+def _check_capacity(label: str, n: int, connections: Sequence[_FloatConnection], b_in: np.ndarray) -> int:
     """Refuse a layer one chip cannot hold or weights that are not finite; return the fan-in."""
     if n > MAX_LAYER_NEURONS:
         raise SpikeforgeError(f"{label} has {n:,} neurons; one Loihi 2 chip holds at most {MAX_LAYER_NEURONS:,} "
                               f"({CORES_PER_CHIP} cores x {NEURONS_PER_CORE:,}); make the layer smaller")
-    fan_in = int(w[0].size) if kind == "conv" else int(np.count_nonzero(w, axis=1).max(initial=0))
+    fan_in = sum(int(c.weight[0].size) if c.kind == "conv" else int(np.count_nonzero(c.weight, axis=1).max(initial=0))
+                 for c in connections)
     if fan_in > MAX_FAN_IN:
         raise SpikeforgeError(f"{label} has a fan-in of {fan_in:,} synapses per neuron; one Loihi 2 core holds at "
                               f"most {MAX_FAN_IN:,}; make the previous layer smaller")
-    if not np.isfinite(w).all() or not np.isfinite(b_in).all():
+    if not all(np.isfinite(c.weight).all() for c in connections) or not np.isfinite(b_in).all():
         raise SpikeforgeError(f"the weights feeding {label} are not finite (NaN/inf); they cannot be quantised; "
                               "retrain or fix the checkpoint")
     return fan_in
 
 
-def _total_bias(bias: np.ndarray, b_in: np.ndarray, kind: str, n: int) -> np.ndarray:
-    """Neuron bias plus the connection's offset (per output channel for conv), one value per neuron."""
+def _total_bias(bias: np.ndarray, b_in: np.ndarray, per_channel: bool, n: int) -> np.ndarray:
+    """Neuron bias plus the connections' offset (``per_channel``: one per conv output channel), one value per neuron."""
     if bias.size == 1:
         bias = np.full(n, bias[0])
-    return bias + np.broadcast_to(b_in.reshape(-1) if kind == "dense" else np.repeat(b_in, n // b_in.size), (n,))
+    return bias + np.broadcast_to(np.repeat(b_in, n // b_in.size) if per_channel else b_in.reshape(-1), (n,))
 
 
 def _scale(label: str, w: np.ndarray, bias: np.ndarray, theta: float | None) -> float:
@@ -270,19 +382,25 @@ def _scale(label: str, w: np.ndarray, bias: np.ndarray, theta: float | None) -> 
     return lam
 
 
-def _report(layer: LoihiLayer, fan_in: int, w: np.ndarray, bias: np.ndarray, theta: float | None,
+def _report(layer: LoihiLayer, fan_in: int, weights: Sequence[np.ndarray], bias: np.ndarray, theta: float | None,
             alpha: float, beta: float) -> dict[str, Any]:
     """Quantisation errors and headroom of one compiled layer against its float64 original."""
-    q, lam, vth, du, dv = layer.weight, layer.scale, layer.vth, layer.du, layer.dv
+    lam, vth, du, dv = layer.scale, layer.vth, layer.du, layer.dv
+    q = np.concatenate([c.weight.ravel() for c in layer.connections])
+    w = np.concatenate([np.ravel(x) for x in weights])
     err = np.abs(q / lam - w)
     return {
-        "kind": layer.kind, "neurons": layer.size, "fan_in": fan_in, "scale": lam,
+        "kind": layer.kind, "neurons": layer.size, "fan_in": fan_in, "scale": lam, "depth": layer.depth,
+        "connections": [{"source": c.source, "kind": c.kind if not c.delay else "delay_dense", "delay": c.delay}
+                        for c in layer.connections],
         "weight_mantissa_exp": layer.mantissa_exp,
         "weight_max_abs_error": float(err.max()),
         "weight_rel_rms_error": float(np.sqrt((err ** 2).mean()) / max(np.sqrt((w ** 2).mean()), 1e-300)),
-        "weights_zeroed": int(((q == 0) & (w != 0)).sum()), "mantissa_max": int(np.abs(q).max() >> layer.mantissa_exp),
+        "weights_zeroed": int(((q == 0) & (w != 0)).sum()),
+        "mantissa_max": max(int(np.abs(c.weight).max() >> c.mantissa_exp) for c in layer.connections),
         "vth": vth, "threshold_error": 0.0 if theta is None else float(abs(vth / lam - theta)),
         "bias_max_abs_error": float(np.abs(layer.bias_mant / lam - bias).max(initial=0.0)),
+        "v_init_mant": layer.v_init_mant,
         "du": du, "dv": dv, "alpha_loihi": (4096 - du - 1) / 4096, "beta_loihi": (4096 - dv) / 4096,
         "alpha_error": abs((4096 - du - 1) / 4096 - alpha), "beta_error": abs((4096 - dv) / 4096 - beta),
         "headroom_thresholds": (2 ** 23 - 1) / (64 * vth),
@@ -297,53 +415,104 @@ def _reset_note(label: str, neuron: NeuronLayer, strict: bool, notes: list[str])
         notes.append(f"{label}: reset 'subtract' compiled as Loihi's zero reset")
 
 
-def _layer(segment: Segment, kind: str, w: np.ndarray, b_in: np.ndarray, input_scale: float, strict: bool,
-           conv: nn.Conv2d | None, notes: list[str]) -> LoihiLayer:
+def _fold_thresholds(segment: Segment, connections: Sequence[_FloatConnection], weights: list[np.ndarray],
+                     bias: np.ndarray, theta: np.ndarray, notes: list[str]
+                     ) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """One threshold per layer, as Lava's LIF takes: per-neuron thresholds theta_j fold into the weights.
+
+    A CUBA neuron is linear below threshold, so dividing neuron j's input weights and bias
+    by theta_j and comparing with 1 gives the same spikes (its current and membrane are
+    scaled by 1/theta_j throughout; a zero or a subtract reset scales alike, v_init is
+    relative to theta). A conv connection needs one threshold per output channel.
+    """
+    if np.ptp(theta) == 0:
+        return weights, bias, float(theta[0])
+    folded = []
+    for c, w in zip(connections, weights):
+        if c.kind == "dense":
+            folded.append(w / theta[:, None])
+            continue
+        channels = theta.reshape(w.shape[0], -1)
+        if np.ptp(channels, axis=1).max() > 0:
+            raise SpikeforgeError(f"{segment.label} has thresholds that vary within a channel; a Loihi "
+                                  "convolution takes one per output channel; use per-channel thresholds")
+        folded.append(w / channels[:, 0].reshape(-1, 1, 1, 1))
+    notes.append(f"{segment.label}: per-channel thresholds folded into its weights (threshold 1)")
+    return folded, bias / theta, 1.0
+
+
+def _v_init_mant(segment: Segment, vth: int, du: int, dv: int) -> int:
+    """``round(v_init * vth)``: the one-time charge that stands for v[-1] = v_init * theta (0 when at rest).
+
+    Exact only where the current has no memory and the membrane does not leak (IF: du = 4095,
+    dv = 0): the charge then adds to v once, as a starting value would.
+    """
+    v_init = float(getattr(segment.neuron, "v_init", 0.0))
+    if not v_init:
+        return 0
+    if du != DECAY_MAX or dv != 0:
+        raise SpikeforgeError(f"{segment.label} starts charged (v_init = {v_init}) but leaks (du = {du}, dv = {dv}); "
+                              "Loihi starts it with a one-time charge, which equals a starting membrane only for "
+                              "IF neurons; set v_init = 0 or use IF")
+    return int(round(v_init * vth))
+
+
+def _layer(segment: Segment, connections: list[_FloatConnection], b_in: np.ndarray, per_channel: bool,
+           input_scale: float, strict: bool, notes: list[str]) -> LoihiLayer:
     label, n = segment.label, segment.size
-    fan_in = _check_capacity(label, n, kind, w, b_in)
-    w = w / input_scale
+    fan_in = _check_capacity(label, n, connections, b_in)
+    weights = [c.weight / input_scale if c.source == INPUT else c.weight for c in connections]
     params = segment.parameters()
     readout = isinstance(segment.neuron, Integrator)
     alpha = _uniform("alpha", label, params["alpha"]) if "alpha" in params else 0.0
     beta = _uniform("beta", label, params["beta"])
     if not readout:
         _reset_note(label, segment.neuron, strict, notes)
-    bias = _total_bias(params["bias"], b_in, kind, n)
-    if float(np.abs(w).max(initial=0.0)) == 0:
+    bias = _total_bias(params["bias"], b_in, per_channel, n)
+    theta = None
+    if not readout:
+        weights, bias, theta = _fold_thresholds(segment, connections, weights, bias, params["theta"], notes)
+    every = np.concatenate([w.ravel() for w in weights])
+    if float(np.abs(every).max(initial=0.0)) == 0:
         raise SpikeforgeError(f"the weights feeding {label} are all zero; nothing to quantise; retrain")
-    theta = None if readout else _uniform("theta", label, params["theta"])
-    lam = _scale(label, w, bias, theta)
-    q, mant_exp = _quantise_weights(w, lam)
-    if not q.any():
+    lam = _scale(label, every, bias, theta)
+    compiled = []
+    for c, w in zip(connections, weights):
+        q, mant_exp = _quantise_weights(w, lam)
+        conn = LoihiConnection(c.source, c.kind, c.in_shape, q, mantissa_exp=mant_exp, delay=c.delay,
+                               graded=c.source == INPUT)
+        if c.conv is not None:
+            conn.stride, conn.padding = _pair(c.conv.stride), _pair(c.conv.padding)
+            conn.dilation, conn.groups = _pair(c.conv.dilation), int(c.conv.groups)
+        compiled.append(conn)
+    if not any(c.weight.any() for c in compiled):
         raise SpikeforgeError(f"the weights feeding {label} all round to zero at scale {lam:.3g}; they cannot be "
                               "quantised to 8 bits next to this threshold; rescale the weights / threshold")
     vth = VTH_MAX if readout else int(round(lam * theta))
     if vth < 1:
         raise SpikeforgeError(f"{label}: threshold {theta} rounds to 0 at scale {lam:.3g}; rescale the layer")
     du, dv = decay_constants(alpha, beta)
-    layer = LoihiLayer(segment.name, kind, segment.in_shape, segment.shape, q, du, dv, vth,
-                       np.round(bias * lam).astype(np.int64), lam, mantissa_exp=mant_exp, readout=readout)
-    layer.report = _report(layer, fan_in, w, bias, theta, alpha, beta)
-    if conv is not None:
-        layer.stride, layer.padding = _pair(conv.stride), _pair(conv.padding)
-        layer.dilation, layer.groups = _pair(conv.dilation), int(conv.groups)
+    layer = LoihiLayer(segment.name, segment.shape, du, dv, vth, np.round(bias * lam).astype(np.int64), lam,
+                       compiled, readout=readout, depth=segment.depth, v_init_mant=_v_init_mant(segment, vth, du, dv))
+    layer.report = _report(layer, fan_in, weights, bias, theta, alpha, beta)
     return layer
 
 
-def compile_network(model: Sequential, input_shape: Sequence[int] | None = None, strict: bool = False) -> LoihiNetwork:
+def compile_network(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None = None,
+                    strict: bool = False) -> LoihiNetwork:
     """Compile ``model`` (eval mode) to Loihi 2 fixed point; raises :class:`SpikeforgeError` on what Loihi cannot hold.
 
     Every layer is checked (Loihi's refusals, then the graph's) before any is quantised.
     """
     first_shape, segments = split_network(model, input_shape, backend="Loihi", check=_loihi_check(model))
-    layers, notes, levels = [], [], INPUT_LEVELS
-    for segment in segments:
-        kind, w, b, conv = _connection(segment)
-        if not layers:
-            levels = input_levels(segment.neuron, w, b)
-        compiled = _layer(segment, kind, w, b, 1.0 if layers else levels, strict, conv, notes)
-        compiled.graded_input = not layers
-        layers.append(compiled)
+    depths = {INPUT: 0, **{segment.name: segment.depth for segment in segments}}
+    planned = [(segment, *_connections(segment, depths)) for segment in segments]
+    reading_input = [(segment.neuron, c.weight, b) for segment, conns, b, _ in planned for c in conns
+                     if c.source == INPUT]
+    levels = min((input_levels(*args) for args in reading_input), default=INPUT_LEVELS)
+    layers, notes = [], []
+    for segment, conns, b, per_channel in planned:
+        layers.append(_layer(segment, conns, b, per_channel, levels, strict, notes))
     return LoihiNetwork(first_shape, layers, input_levels=levels, notes=notes)
 
 

@@ -3,10 +3,15 @@ run it in Lava and in the torch integer emulation, then compare.
 
 :func:`deploy` runs N test samples in Lava (``Loihi2SimCfg``, fixed_pt, samples streamed back
 to back with per-layer resets) and in the emulation, and reports ``lava_accuracy``,
-``float_accuracy`` (the float SNN on the same samples), ``emulation_accuracy``,
+``float_accuracy`` (the float SNN on the same samples, with its own reset),
+``float_accuracy_deployed_reset`` (the same with every subtract reset made Loihi's zero
+reset: what Lava should match up to quantisation), ``emulation_accuracy``,
 ``emulation_agreement`` (fraction of samples whose every spike, in every layer, and readout
 membrane equal the emulation's), ``samples``, ``timesteps``, spike counts per layer and the
 quantisation report.
+
+Any network of the toolkit deploys: a chain (``snn train``) or a graph with residual
+additions and concatenations (``snn convert``); see :mod:`hardware.lava.compile`.
 
 Decisions: BatchNorm is folded into the preceding convolution; average pooling is folded
 into the following weights (a Dense connection with the exact composed matrix), so the
@@ -17,27 +22,46 @@ step through a Monitor; subtract resets become Loihi's zero reset (listed in the
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from hardware.lava.compile import compile_network
 from hardware.lava.driver import run_in_lava
 from hardware.lava.emulate import emulate
 from snn import data
 from snn.errors import SpikeforgeError
+from snn.neurons import NeuronLayer
 from snn.training import load_trained
 
 
+def with_loihi_reset(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose spiking layers reset to zero, as Loihi 2's LIF does (what was deployed)."""
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        if isinstance(module, NeuronLayer) and getattr(module, "reset", None) == "subtract":
+            module.reset = "zero"
+    return copied
+
+
 def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, data_dir: str | None = None,
-           seed: int = 0, cfg: str = "sim", timeout: float = 600.0, device: str | None = None) -> dict[str, Any]:
-    """Compile, run in Lava and in the emulator, and compare; see the module docstring for the keys."""
+           seed: int = 0, cfg: str = "sim", timeout: float = 600.0, device: str | None = None,
+           timesteps: int | None = None) -> dict[str, Any]:
+    """Compile, run in Lava and in the emulator, and compare; see the module docstring for the keys.
+
+    ``timesteps`` overrides the checkpoint's T (a converted network runs at any T).
+    """
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
     model, task = load_trained(model_path)
+    if timesteps is not None:
+        task = dataclasses.replace(task, timesteps=timesteps)
     net = compile_network(model)
     split = data.load_dataset(dataset, data_dir, seed=seed)
     data.check_input_shape(net.input_shape, split)
@@ -46,6 +70,7 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
     q = net.quantise_input(encoded)
     with torch.no_grad():
         float_out = model(encoded)
+        deployed_out = with_loihi_reset(model)(encoded)
     start = time.perf_counter()
     em = emulate(net, q, delay=False, device=device)
     emulation_seconds = time.perf_counter() - start
@@ -70,9 +95,10 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
 
     return {
         "backend": "lava", "run_config": "Loihi2SimCfg(select_tag='fixed_pt')" if cfg == "sim" else "Loihi2HwCfg",
-        "samples": int(len(y)), "timesteps": task.timesteps,
+        "samples": int(len(y)), "timesteps": task.timesteps, "netx_compatible": net.netx_compatible,
         "lava_accuracy": acc(readout(lava.spikes, lava.membrane)),
         "float_accuracy": acc(float_out),
+        "float_accuracy_deployed_reset": acc(deployed_out),
         "emulation_accuracy": acc(readout(em_spikes, em_membrane)),
         "emulation_agreement": float(match.mean()),
         "spikes_per_sample": {k: v / len(y) for k, v in lava.counts.items()},

@@ -11,11 +11,15 @@ Per layer and step, exactly as lava-nc 0.10.0 computes it (``PyDenseModelBitAcc`
     v      = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << 6), -(2**23 - 1), 2**23 - 1)
     s      = v > (vth << 6);   v = 0 where s                         zero reset
 
-Every connection delays by one step (Lava's synapse sends the previous step's
-accumulation): with ``delay=True`` layer k at step t sees layer k-1's output of step t-1
-(and zeros at t = 0), which is what one continuous Lava run produces. With ``delay=False``
-every layer sees step t of its input: the per-sample window a reset-streamed Lava run
-produces (``LIFReset`` with a per-layer reset offset; see :mod:`hardware.lava.runner`).
+A population sums its connections (Lava's InPort adds what every connected OutPort sends,
+wrapping at 32 bits). Every connection delays by one step (Lava's synapse sends the previous
+step's accumulation) plus its own synaptic ``delay`` (``DelayDense``, which aligns a skip path
+with a longer one): with ``delay=True`` a layer at step t sees its source's output of step
+``t - 1 - delay`` (and zeros before), which is what one continuous Lava run produces. With
+``delay=False`` every layer sees step t of its sources: the per-sample window a
+reset-streamed Lava run produces (``LIFReset`` with a per-layer reset offset at its depth;
+see :mod:`hardware.lava.runner`). A layer that starts charged receives ``v_init_mant`` once,
+in the step its sample's first input arrives (step ``depth``; step 0 of a window).
 
 Batched over samples, device-agnostic (CPU or CUDA). Integer sums are exact: they run in
 float32 when the compile-time bound on ``sum |w| * max input`` is below 2**24, else float64.
@@ -29,8 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hardware.lava.compile import LoihiLayer, LoihiNetwork
+from hardware.lava.compile import LoihiConnection, LoihiLayer, LoihiNetwork
 from snn.errors import SpikeforgeError
+from snn.graph_network import INPUT
 
 UV_MAX = 2 ** 23
 EXACT_FLOAT32 = 2 ** 24
@@ -69,26 +74,26 @@ class Emulation:
 
 
 class _Connection:
-    def __init__(self, layer: LoihiLayer, device: torch.device, max_in: int) -> None:
-        self.layer = layer
-        if layer.kind == "dense":
-            w = lava_dense_weights(layer.weight)
+    def __init__(self, conn: LoihiConnection, device: torch.device, max_in: int) -> None:
+        self.conn = conn
+        if conn.kind == "dense":
+            w = lava_dense_weights(conn.weight)
         else:
-            w = layer.weight.astype(np.int64)
+            w = conn.weight.astype(np.int64)
         bound = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * max_in
         self.dtype = torch.float32 if bound < EXACT_FLOAT32 else torch.float64
         self.weight = torch.as_tensor(w, dtype=self.dtype, device=device)
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         """``s``: ``[B, *in_shape]`` integers -> int64 activation ``[B, N]``."""
-        layer, x = self.layer, s.to(self.dtype)
-        if layer.kind == "dense":
+        conn, x = self.conn, s.to(self.dtype)
+        if conn.kind == "dense":
             a = torch.round(x.reshape(x.shape[0], -1) @ self.weight.t()).long()
-            e = layer.weight_exp
+            e = conn.weight_exp
             a = a << e if e > 0 else a >> (-e)
             return _wrap(a, 32)
-        a = F.conv2d(x.reshape(x.shape[0], *layer.in_shape), self.weight, stride=layer.stride,
-                      padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+        a = F.conv2d(x.reshape(x.shape[0], *conn.in_shape), self.weight, stride=conn.stride,
+                     padding=conn.padding, dilation=conn.dilation, groups=conn.groups)
         return _wrap(torch.round(a).long(), 24).reshape(x.shape[0], -1)
 
 
@@ -102,6 +107,13 @@ def _lif_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, layer: LoihiLay
     return s, u, torch.where(s, torch.zeros_like(v), v)
 
 
+def _delayed(a: torch.Tensor, steps: int) -> torch.Tensor:
+    """``a`` shifted later in time by ``steps`` (zeros first)."""
+    if steps <= 0:
+        return a
+    return torch.cat([torch.zeros_like(a[:steps]), a[:-steps]])[:a.shape[0]]
+
+
 def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
             device: str | torch.device | None = None) -> Emulation:
     """Run quantised input ``q`` (int ``[T, B, *input_shape]``, see :meth:`LoihiNetwork.quantise_input`)."""
@@ -111,16 +123,21 @@ def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
         raise SpikeforgeError("emulator input must be integer graded spikes; use LoihiNetwork.quantise_input")
     dev = torch.device(device) if device is not None else q.device
     steps, batch = q.shape[:2]
-    h = q.to(dev).long()
+    outputs = {INPUT: q.to(dev).long()}
+    largest = {INPUT: int(outputs[INPUT].abs().max().item()) if q.numel() else 0}
     spikes: dict[str, torch.Tensor] = {}
     membrane: dict[str, torch.Tensor] = {}
-    max_in = int(h.abs().max().item()) if h.numel() else 0
     with torch.no_grad():
         for layer in net.layers:
-            conn = _Connection(layer, dev, max(max_in, 1))
-            a = conn(h.reshape(steps * batch, *h.shape[2:])).reshape(steps, batch, -1)
-            if delay:
-                a = torch.cat([torch.zeros_like(a[:1]), a[:-1]])
+            a = torch.zeros(steps, batch, layer.size, dtype=torch.long, device=dev)
+            for c in layer.connections:
+                h = outputs[c.source]
+                part = _Connection(c, dev, max(largest[c.source], 1))(h.reshape(steps * batch, *h.shape[2:]))
+                a = a + _delayed(part.reshape(steps, batch, -1), 1 + c.delay if delay else 0)
+            if layer.v_init_mant:   # the one-time charge arrives with the sample's first input
+                start = layer.depth if delay else 0
+                if start < steps:
+                    a[start] += layer.v_init_mant
             bias = torch.as_tensor(layer.bias_mant.reshape(-1) << layer.bias_exp, dtype=torch.long, device=dev)
             u = torch.zeros(batch, layer.size, dtype=torch.long, device=dev)
             v = torch.zeros_like(u)
@@ -134,5 +151,5 @@ def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
             spikes[layer.name] = spk
             if layer.readout:
                 membrane[layer.name] = torch.stack(vs)
-            h, max_in = spk.reshape(steps, batch, *layer.shape), 1
+            outputs[layer.name], largest[layer.name] = spk.reshape(steps, batch, *layer.shape), 1
     return Emulation(spikes, membrane)

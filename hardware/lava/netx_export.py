@@ -15,6 +15,13 @@ Layout (netx's, as read by lava-dl 0.6.0 ``netx/hdf5.py``)::
                        per-layer scales; netx ignores it. The runner reads everything from here
                        and ``layer/*``.
 
+A network netx cannot describe (a graph with residual or skip connections, or a layer that
+starts charged: ``LoihiNetwork.netx_compatible`` is false) is written with the same table
+under ``spikeforge/layer`` instead of ``layer`` (format ``spikeforge.loihi.graph``), so that
+netx refuses it rather than run a different network; the spikeforge group then also lists
+every layer's connections (source, kind, synaptic delay) with the extra ones' weights as
+``weight_<layer>_<j>``, its depth and its one-time charge ``v_init_mant``.
+
 Weights are the integers Lava's synapse holds (mixed sign: even values in [-256, 254]), so
 netx's ``optimize_weight_bits`` represents them exactly. Written atomically.
 """
@@ -27,15 +34,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hardware.lava.compile import LoihiNetwork
+from hardware.lava.compile import LoihiConnection, LoihiNetwork
 from snn.errors import SpikeforgeError
 from snn.fileio import atomic_path
 
 FORMAT = "spikeforge.loihi.netx"
+GRAPH_FORMAT = "spikeforge.loihi.graph"
+
+
+def _connection_meta(c: LoihiConnection) -> dict:
+    return {"source": c.source, "kind": c.kind, "in_shape": list(c.in_shape), "delay": c.delay, "graded": c.graded,
+            "weight_exp": c.weight_exp, "stride": list(c.stride), "padding": list(c.padding),
+            "dilation": list(c.dilation), "groups": c.groups}
 
 
 def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
     """Write ``net`` to ``path`` (``.net``); returns the path."""
+    netx = net.netx_compatible
     entries: list[dict] = [{"type": "input", "shape": np.array(net.input_shape, dtype=np.int64)}]
     prev_conv = len(net.input_shape) == 3
     for layer in net.layers:
@@ -44,7 +59,7 @@ def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
         entry: dict = {"neuron": neuron, "bias": layer.bias_mant.astype(np.int64),
                        "weight": layer.weight.astype(np.int64)}
         if layer.kind == "conv":
-            if not prev_conv:
+            if netx and not prev_conv:
                 raise SpikeforgeError(f"layer {layer.name}: a convolution after a dense layer needs a reshape that "
                                       "netx cannot express; restructure the network")
             c_out, c_in, kh, kw = layer.weight.shape
@@ -59,15 +74,20 @@ def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
             entry.update(type="dense", shape=np.array([layer.size], dtype=np.int64))
         entries.append(entry)
         prev_conv = layer.kind == "conv"
-    meta = {"format": FORMAT, "input_levels": net.input_levels, "input_shape": list(net.input_shape),
+    meta = {"format": FORMAT if netx else GRAPH_FORMAT, "input_levels": net.input_levels,
+            "input_shape": list(net.input_shape), "depth": net.depth,
             "layers": [{"name": layer.name, "kind": layer.kind, "shape": list(layer.shape),
                         "in_shape": list(layer.in_shape), "readout": layer.readout, "scale": layer.scale,
                         "weight_exp": layer.weight_exp, "graded_input": layer.graded_input,
                         "stride": list(layer.stride), "padding": list(layer.padding),
-                        "dilation": list(layer.dilation), "groups": layer.groups} for layer in net.layers]}
+                        "dilation": list(layer.dilation), "groups": layer.groups, "depth": layer.depth,
+                        "v_init_mant": layer.v_init_mant,
+                        "connections": [_connection_meta(c) for c in layer.connections]}
+                       for layer in net.layers]}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            group = f.create_group("layer")
+            extra = f.create_group("spikeforge")
+            group = (f if netx else extra).create_group("layer")
             for index, entry in enumerate(entries):
                 g = group.create_group(str(index))
                 for key, value in entry.items():
@@ -77,8 +97,9 @@ def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
                             n.create_dataset(nk, data=nv)
                     else:
                         g.create_dataset(key, data=value)
-            extra = f.create_group("spikeforge")
             extra.attrs["meta"] = json.dumps(meta)
             for index, layer in enumerate(net.layers):
                 extra.create_dataset(f"bias_{index}", data=layer.bias_mant.astype(np.int64))
+                for j, c in enumerate(layer.connections[1:], start=1):
+                    extra.create_dataset(f"weight_{index}_{j}", data=c.weight.astype(np.int64))
     return Path(path)

@@ -5,17 +5,21 @@
 
 It imports nothing from spikeforge (torch is not installed here). It reads the netx HDF5 file
 written by :mod:`hardware.lava.netx_export` and builds real Lava processes: a ``RingBuffer``
-input source sending 8-bit graded spikes, one ``Dense`` or ``Conv`` per connection, one LIF
-per population, a ``RingBuffer`` sink per population and a ``Monitor`` on the readout's ``v``.
+input source sending 8-bit graded spikes, one ``Dense``, ``DelayDense`` (a skip path
+delayed to meet a longer one) or ``Conv`` per connection (several may feed one LIF: Lava
+adds them), one LIF per population, a ``RingBuffer`` sink per population and a ``Monitor``
+on the readout's ``v``. A layer that starts charged gets a second ``RingBuffer`` sending its
+charge (a graded spike through a ``Dense`` of ones) so that it arrives with the layer's first
+input of every sample.
 It runs them with ``Loihi2SimCfg(select_tag="fixed_pt")`` (``--cfg hw``: ``Loihi2HwCfg``,
 which needs lava-loihi).
 
 ``--mode single``: input ``[T, *input_shape]``, one continuous run of T steps from rest.
 ``--mode stream``: input ``[S, T, *input_shape]``; the S samples are played back to back
-(S*T + L steps for L layers) and layer k (1-based) is reset to rest at every step with
-``time_step % T == (k + 1) % T`` (``LIFReset``): exactly when its first input of a sample
-arrives, since every connection delays by one step. The result holds, per layer, the
-spikes of each sample's window ``[S, T, N]``.
+(S*T + D steps for a network of depth D) and a layer at depth d (steps from the input along
+its longest path, one per connection) is reset to rest at every step with
+``time_step % T == (d + 1) % T`` (``LIFReset``): exactly when its first input of a sample
+arrives. The result holds, per layer, the spikes of each sample's window ``[S, T, N]``.
 
 The result file (``.npz``, written atomically) holds ``spikes/<name>`` ([T, N] or
 [S, T, N], neurons in torch order C, H, W), ``membrane/<name>`` for the readout, and
@@ -44,9 +48,10 @@ def _read(path: str) -> tuple[dict, list[dict]]:
     try:
         with h5py.File(path, "r") as f:
             meta = json.loads(f["spikeforge"].attrs["meta"])
+            table = f["layer"] if "layer" in f else f["spikeforge"]["layer"]
             layers, k = [], 0
-            for key in sorted(f["layer"].keys(), key=int):
-                g = f["layer"][key]
+            for key in sorted(table.keys(), key=int):
+                g = table[key]
                 kind = g["type"][()].decode() if isinstance(g["type"][()], bytes) else str(g["type"][()])
                 if kind not in ("conv", "dense"):
                     continue
@@ -55,6 +60,18 @@ def _read(path: str) -> tuple[dict, list[dict]]:
                 spec["bias"] = np.asarray(f["spikeforge"][f"bias_{k}"][()], dtype=np.int64)
                 n = g["neuron"]
                 spec.update(du=int(n["iDecay"][()]) - 1, dv=int(n["vDecay"][()]), vth=int(n["vThMant"][()]))
+                conns = spec.get("connections") or [{"source": "input" if k == 0 else layers[-1]["name"],
+                                                     "kind": spec["kind"], "in_shape": spec["in_shape"], "delay": 0,
+                                                     "graded": spec["graded_input"], "weight_exp": spec["weight_exp"],
+                                                     "stride": spec["stride"], "padding": spec["padding"],
+                                                     "dilation": spec["dilation"], "groups": spec["groups"]}]
+                conns = [dict(c) for c in conns]
+                conns[0]["weight"] = spec["weight"]
+                for j, c in enumerate(conns[1:], start=1):
+                    c["weight"] = np.asarray(f["spikeforge"][f"weight_{k}_{j}"][()], dtype=np.int64)
+                spec["connections"] = conns
+                spec.setdefault("depth", k + 1)
+                spec.setdefault("v_init_mant", 0)
                 layers.append(spec)
                 k += 1
     except (OSError, KeyError, ValueError) as error:
@@ -67,50 +84,88 @@ def _whc(shape: list[int]) -> tuple[int, ...]:
     return tuple(shape[::-1])
 
 
-def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period: int | None):
+def _adapt(port, whc: bool, shape: list[int], kind: str):
+    """The source port as the connection reads it: (W, H, C) for a Conv, flat torch order for a Dense."""
+    if kind == "conv":
+        return port if whc else port.reshape(tuple(shape)).transpose([2, 1, 0])
+    return port.transpose([2, 1, 0]).flatten() if whc else port
+
+
+def _whc_rows(weight: np.ndarray, shape: list[int]) -> np.ndarray:
+    """Dense rows in torch (C, H, W) order -> (W, H, C) order, for a population Lava lays out as WHC."""
+    c, h, w = shape
+    return weight.reshape(c, h, w, -1).transpose(2, 1, 0, 3).reshape(c * h * w, -1)
+
+
+def _connection(c: dict, whc_target: bool, shape: list[int]):
+    """One Lava connection process (``Conv``, ``Dense`` or ``DelayDense``) and its output port."""
     from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import DelayDense, Dense
+
+    graded = 8 if c["graded"] else 0
+    if c["kind"] == "conv":
+        w = c["weight"][:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
+        conn = Conv(weight=np.ascontiguousarray(w).astype(np.int32), input_shape=_whc(c["in_shape"]),
+                    padding=tuple(c["padding"][::-1]), stride=tuple(c["stride"][::-1]),
+                    dilation=tuple(c["dilation"][::-1]), groups=c["groups"], num_message_bits=graded)
+        return conn, conn.a_out
+    weight = _whc_rows(c["weight"], shape) if whc_target else c["weight"]
+    common = dict(weights=np.ascontiguousarray(weight).astype(np.int32), num_message_bits=graded,
+                  weight_exp=int(c["weight_exp"]))
+    conn = DelayDense(delays=int(c["delay"]), **common) if c["delay"] else Dense(**common)
+    return conn, (conn.a_out.reshape(_whc(shape)) if whc_target else conn.a_out)
+
+
+def _charge_times(spec: dict, steps: int, period: int | None, samples: int | None) -> list[int]:
+    """Source steps at which a layer that starts charged is sent its charge (it arrives one step later)."""
+    first = spec["depth"] - 1
+    starts = [first] if period is None else [k * period + first for k in range(samples)]
+    return [t for t in starts if t < steps]
+
+
+def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period: int | None,
+           samples: int | None = None):
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF, LIFReset
     from lava.proc.monitor.process import Monitor
 
-    first = layers[0]
     in_shape = meta["input_shape"]
-    if first["kind"] == "conv":   # Lava's Conv reads (W, H, C)
+    input_whc = len(in_shape) == 3 and any(c["kind"] == "conv" for spec in layers for c in spec["connections"]
+                                           if c["source"] == "input")
+    if input_whc:   # Lava's Conv reads (W, H, C)
         src_data = data.reshape(steps, *in_shape).transpose(3, 2, 1, 0)
     else:
         src_data = data.reshape(steps, -1).T
     source = Source(data=np.ascontiguousarray(src_data).astype(np.int32))
-    port, port_kind, port_shape = source.s_out, first["kind"] if first["kind"] == "conv" else "dense", in_shape
-    procs, sinks, monitor = [source], {}, None
-    for index, spec in enumerate(layers):
+    ports = {"input": (source.s_out, input_whc, in_shape)}
+    procs, sinks, monitor, monitor_target = [source], {}, None, None
+    for spec in layers:
         shape = spec["shape"]
-        graded = 8 if spec["graded_input"] else 0
-        if spec["kind"] == "conv":
-            if port_kind != "conv":
-                port = port.reshape(tuple(port_shape)).transpose([2, 1, 0])
-            w = spec["weight"][:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
-            conn = Conv(weight=np.ascontiguousarray(w).astype(np.int32), input_shape=_whc(spec["in_shape"]),
-                        padding=tuple(spec["padding"][::-1]), stride=tuple(spec["stride"][::-1]),
-                        dilation=tuple(spec["dilation"][::-1]), groups=spec["groups"], num_message_bits=graded)
-            lif_shape = _whc(shape)
-            bias = spec["bias"].reshape(shape).transpose(2, 1, 0)
-        else:
-            if port_kind == "conv":
-                port = port.transpose([2, 1, 0]).flatten()
-            conn = Dense(weights=spec["weight"].astype(np.int32), num_message_bits=graded,
-                         weight_exp=int(spec["weight_exp"]))
-            lif_shape = (int(np.prod(shape)),)
-            bias = spec["bias"]
+        whc = spec["kind"] == "conv"
+        lif_shape = _whc(shape) if whc else (int(np.prod(shape)),)
+        bias = spec["bias"].reshape(shape).transpose(2, 1, 0) if whc else spec["bias"]
         common = dict(shape=lif_shape, du=spec["du"], dv=spec["dv"], vth=spec["vth"], bias_mant=bias.astype(np.int32),
                       bias_exp=6)
         if period is None:
             lif = LIF(**common)
         else:
-            lif = LIFReset(**common, reset_interval=period, reset_offset=(index + 2) % period)
-        port.connect(conn.s_in)
-        conn.a_out.connect(lif.a_in)
+            lif = LIFReset(**common, reset_interval=period, reset_offset=(spec["depth"] + 1) % period)
+        for c in spec["connections"]:
+            port, port_whc, port_shape = ports[c["source"]]
+            conn, out = _connection(c, whc, shape)
+            _adapt(port, port_whc, port_shape, c["kind"]).connect(conn.s_in)
+            out.connect(lif.a_in)
+            procs.append(conn)
+        if spec["v_init_mant"]:
+            charge = np.zeros((1, steps), dtype=np.int32)
+            charge[0, _charge_times(spec, steps, period, samples)] = spec["v_init_mant"]
+            charger = Source(data=charge)
+            feed = Dense(weights=np.ones((int(np.prod(shape)), 1), dtype=np.int32), num_message_bits=24)
+            charger.s_out.connect(feed.s_in)
+            (feed.a_out.reshape(lif_shape) if whc else feed.a_out).connect(lif.a_in)
+            procs += [charger, feed]
         sink = Sink(shape=lif_shape, buffer=steps)
         lif.s_out.connect(sink.a_in)
         sinks[spec["name"]] = (sink, spec)
@@ -118,8 +173,8 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
             monitor = Monitor()
             monitor.probe(lif.v, steps)
             monitor_target = (lif, spec)
-        procs += [conn, lif]
-        port, port_kind, port_shape = lif.s_out, spec["kind"], shape
+        procs.append(lif)
+        ports[spec["name"]] = (lif.s_out, whc, shape)
     return procs, sinks, (monitor, monitor_target) if monitor is not None else None
 
 
@@ -150,13 +205,13 @@ def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_samp
     else:
         if data.ndim < 2 or not steps_per_sample or data.shape[1] != steps_per_sample:
             raise RunnerError(f"stream input must be [S, T, ...] with T = --steps-per-sample, got {data.shape}")
-        samples, depth = data.shape[0], len(layers)
+        samples, depth = data.shape[0], max(spec["depth"] for spec in layers)
         data = np.concatenate([data.reshape(-1, *data.shape[2:]), np.zeros((depth, *data.shape[2:]), data.dtype)])
         steps, period = data.shape[0], steps_per_sample
     if tuple(data.shape[1:]) != tuple(meta["input_shape"]):
         raise RunnerError(f"input feature shape {data.shape[1:]} does not match the network's {meta['input_shape']}")
     run_cfg = _run_config(cfg)
-    procs, sinks, probe = _build(meta, layers, data, steps, period)
+    procs, sinks, probe = _build(meta, layers, data, steps, period, samples)
     anchor = procs[-1]
     try:
         anchor.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
@@ -170,14 +225,16 @@ def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_samp
     finally:
         anchor.stop()
     result: dict[str, np.ndarray] = {}
-    for index, (name, s) in enumerate(raw.items()):
-        if samples is not None:     # window of sample k for layer index+1 starts at k*T + index + 1
-            s = np.stack([s[k * period + index + 1: k * period + index + 1 + period] for k in range(samples)])
+    depth = {spec["name"]: spec["depth"] for spec in layers}
+    for name, s in raw.items():
+        if samples is not None:     # window of sample k for a layer at depth d starts at k*T + d
+            d = depth[name]
+            s = np.stack([s[k * period + d: k * period + d + period] for k in range(samples)])
         result[f"spikes/{name}"] = s.astype(np.uint8)
     for name, v in membrane.items():
-        index = [spec["name"] for spec in layers].index(name)
         if samples is not None:
-            v = np.stack([v[k * period + index + 1: k * period + index + 1 + period] for k in range(samples)])
+            d = depth[name]
+            v = np.stack([v[k * period + d: k * period + d + period] for k in range(samples)])
         result[f"membrane/{name}"] = v.astype(np.int64)
     counts = {name[len("spikes/"):]: int(s.sum()) for name, s in result.items() if name.startswith("spikes/")}
     result["counts"] = np.array(json.dumps(counts))

@@ -8,8 +8,11 @@ Later stages (conversion, energy, Loihi, Brian2) live in the packages that build
 ``snn`` and register through the entry-point group ``spikeforge.demo_stages``: each entry
 point is a stage function ``stage(out, context) -> (results, report_lines)`` with an
 integer attribute ``order`` (train is 0). ``context`` holds ``options`` (the demo's CLI
-options) and ``results`` (the results of the stages before, by name), so a stage can use
-the trained checkpoint at ``context["results"]["train"]["checkpoint"]``.
+options), ``results`` (the results of the stages before, by name) and ``networks``: the
+networks a stage made for the backend stages to run, each ``{"label", "path", "timesteps"}``
+(``timesteps`` None: the checkpoint's own). The train stage adds the trained CNN, the
+conversion stage the converted one, so the hardware stages run one network through every
+stage.
 
 Writes ``report.md``, ``results.json`` and PNG plots into the output folder.
 """
@@ -91,6 +94,8 @@ def train_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], lis
         "",
     ]
     results.pop("history")
+    context.setdefault("networks", []).append({"label": "trained SNN", "path": results["checkpoint"],
+                                               "timesteps": None})
     return results, lines
 
 
@@ -119,7 +124,7 @@ def run_demo(out_dir: str | Path, epochs: int | None = None, timesteps: int | No
     start = time.perf_counter()
     stages: dict[str, Any] = {}
     report = ["# spikeforge demo", ""]
-    context = {"options": options, "results": stages}
+    context: dict[str, Any] = {"options": options, "results": stages, "networks": []}
     for name, stage in demo_stages():
         _log(f"stage {name}")
         stage_start = time.perf_counter()
