@@ -2,9 +2,9 @@
 
 :func:`fit` runs Adam with a per-step cosine learning-rate schedule and gradient-norm
 clipping, evaluates on a validation loader after every epoch, keeps the best model (by
-validation accuracy) in memory and, when asked, in an atomically written checkpoint, and
-stops early after ``patience`` epochs without improvement. Runs are seeded and
-deterministic on CPU; CUDA is used when available.
+validation accuracy, ties broken by the lower validation loss) in memory and, when asked,
+in an atomically written checkpoint, and stops early after ``patience`` epochs without
+improvement. Runs are seeded and deterministic on CPU; CUDA is used when available.
 
 The loss back-propagates through the unrolled time loop (BPTT); the spike nonlinearity
 uses the layers' surrogate gradients.
@@ -146,17 +146,25 @@ def resolve_device(device: str | None = None) -> torch.device:
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, loader: DataLoader, device: torch.device | str = "cpu") -> float:
     """Classification accuracy of ``model`` over ``loader`` (in [0, 1])."""
+    return evaluate_with_loss(model, task, loader, device)[0]
+
+
+def evaluate_with_loss(model: nn.Module, task: Task, loader: DataLoader,
+                       device: torch.device | str = "cpu") -> tuple[float, float]:
+    """``(accuracy in [0, 1], mean task loss per sample)`` of ``model`` over ``loader``."""
     model.eval()
     correct = total = 0
+    loss_sum = 0.0
     generator = torch.Generator(device="cpu").manual_seed(0)
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         out = model(task.encode(x, generator if x.device.type == "cpu" else None))
         correct += (task.predict(out) == y).sum().item()
+        loss_sum += float(task.loss(out, y).detach()) * y.numel()
         total += y.numel()
     if total == 0:
         raise SpikeforgeError("evaluation loader is empty; give it at least one sample")
-    return correct / total
+    return correct / total, loss_sum / total
 
 
 def _train_epoch(model: nn.Module, task: Task, loader: DataLoader, optimizer: torch.optim.Optimizer,
@@ -183,10 +191,12 @@ def _train_epoch(model: nn.Module, task: Task, loader: DataLoader, optimizer: to
 def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: DataLoader,
         config: FitConfig | None = None, checkpoint: str | Path | None = None,
         meta: dict[str, Any] | None = None) -> FitResult:
-    """Train ``model`` in place; on return it holds the best weights (by validation accuracy).
+    """Train ``model`` in place; on return it holds the best weights (by validation accuracy; among
+    epochs of equal accuracy, the lower validation loss: a saturated validation accuracy, as when
+    fine-tuning a converted network, still tells epochs apart).
 
     ``history`` has one entry per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
-    ``val_accuracy``, ``lr``. With ``checkpoint``, the best model is written there
+    ``val_accuracy``, ``val_loss``, ``lr``. With ``checkpoint``, the best model is written there
     atomically each time it improves (see :mod:`snn.checkpoint`).
     """
     config = config or FitConfig()
@@ -200,7 +210,7 @@ def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: Dat
     generator = torch.Generator().manual_seed(config.seed)
 
     history: list[dict[str, float]] = []
-    best_accuracy, best_epoch, best_state = -1.0, 0, None
+    best_accuracy, best_loss, best_epoch, best_state = -1.0, math.inf, 0, None
     stopped_early = False
     start = time.perf_counter()
     disable = None if config.progress is None else not config.progress
@@ -211,12 +221,12 @@ def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: Dat
                                                   device, generator)
         if not math.isfinite(train_loss):
             raise SpikeforgeError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr")
-        val_accuracy = evaluate(model, task, val_loader, device)
+        val_accuracy, val_loss = evaluate_with_loss(model, task, val_loader, device)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                        "val_accuracy": val_accuracy, "lr": lr})
+                        "val_accuracy": val_accuracy, "val_loss": val_loss, "lr": lr})
         bar.set_postfix(loss=f"{train_loss:.3f}", train=f"{train_accuracy:.3f}", val=f"{val_accuracy:.3f}")
-        if val_accuracy > best_accuracy:
-            best_accuracy, best_epoch = val_accuracy, epoch
+        if val_accuracy > best_accuracy or (val_accuracy == best_accuracy and val_loss < best_loss):
+            best_accuracy, best_loss, best_epoch = val_accuracy, val_loss, epoch
             best_state = copy.deepcopy(model.state_dict())
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, task.as_dict(),
