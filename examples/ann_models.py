@@ -1,8 +1,9 @@
 """Example ANNs to convert: ``snn convert --ann examples.ann_models:cifar_resnet ...``.
 
 Digits (1x8x8): ``digits_mlp``, ``digits_cnn``, ``digits_resnet`` (defined in ``converters.reference_models``).
-CIFAR-shaped (3x32x32): ``cifar_vgg`` (VGG-style, max pooling) and ``cifar_resnet``
-(ResNet-style basic blocks with residual additions and a max-pooling stem).
+CIFAR-shaped (3x32x32): ``cifar_vgg`` (VGG-style, max pooling), ``cifar_resnet``
+(ResNet-style basic blocks with residual additions and a max-pooling stem) and
+``cifar_resnet_avgpool`` (the same with an average-pooling stem: every backend takes it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from torch import nn
 
 from converters.reference_models import digits_cnn, digits_mlp, digits_resnet
 
-__all__ = ["digits_mlp", "digits_cnn", "digits_resnet", "cifar_vgg", "cifar_resnet"]
+__all__ = ["digits_mlp", "digits_cnn", "digits_resnet", "cifar_vgg", "cifar_resnet", "cifar_resnet_avgpool"]
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
@@ -49,11 +50,14 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """Stem (conv-BN-ReLU, maxpool), three basic-block stages, global average pool, linear."""
+    """Stem (conv-BN-ReLU, max or average pool), three basic-block stages, global average pool, linear."""
 
-    def __init__(self, num_classes: int = 10, width: int = 16) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 16, stem_pool: str = "max") -> None:
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn_relu(3, width), nn.MaxPool2d(2))
+        pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+        if stem_pool not in pools:
+            raise ValueError(f"stem_pool must be 'max' or 'avg', got {stem_pool!r}")
+        self.stem = nn.Sequential(*_conv_bn_relu(3, width), pools[stem_pool](2))
         self.stages = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, stride=2),
                                     BasicBlock(2 * width, 4 * width, stride=2))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -65,3 +69,9 @@ class CifarResNet(nn.Module):
 
 def cifar_resnet(num_classes: int = 10, width: int = 16) -> nn.Module:
     return CifarResNet(num_classes, width)
+
+
+def cifar_resnet_avgpool(num_classes: int = 10, width: int = 16) -> nn.Module:
+    """``cifar_resnet`` with an average-pooling stem: the form that also runs on Loihi and in Brian2
+    (spike max pooling has no synaptic equivalent) and exports to NIR."""
+    return CifarResNet(num_classes, width, stem_pool="avg")

@@ -161,6 +161,12 @@ class Segment:
         """``([(source, W [n_source, n] sparse), ...], b [n])`` (see :func:`affine_projections`)."""
         return affine_projections(self.affine, self.entry, self.sources, self.source_shapes)
 
+    def offset(self) -> np.ndarray:
+        """``b [n]``: the stateless layers' output with every source at zero (no matrix pushed)."""
+        if not self.affine:
+            return np.zeros(self.size)
+        return _evaluator(self.affine, self.entry)(_zeros(self.sources, self.source_shapes, 1)).reshape(-1).numpy()
+
     def affine_map(self) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, ...]]:
         """``(W [n_in, n_out] sparse, b [n_out], shape)`` of a one-source segment."""
         if len(self.sources) != 1:
@@ -386,6 +392,23 @@ def estimate_synapses(model: Sequential | GraphNetwork, input_shape: Sequence[in
     return int(total)
 
 
+def _evaluator(affine: Sequence[Node], entry: str) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """``f(values of the sources) -> value of entry``: the stateless nodes run in float64, eval mode."""
+    wiring = [(node.name, copy.deepcopy(node.layer).double().eval(), node.inputs) for node in affine]
+
+    def f(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        values = dict(values)
+        with torch.no_grad():
+            for name, layer, inputs in wiring:
+                values[name] = layer(*[values[i] for i in inputs])
+        return values[entry]
+    return f
+
+
+def _zeros(sources: Sequence[str], shapes: Sequence[tuple[int, ...]], rows: int) -> dict[str, torch.Tensor]:
+    return {s: torch.zeros(rows, *shape, dtype=torch.float64) for s, shape in zip(sources, shapes)}
+
+
 def affine_projections(affine: Sequence[Node], entry: str, sources: Sequence[str],
                        source_shapes: Sequence[tuple[int, ...]]) -> tuple[list[Projection], np.ndarray]:
     """One sparse ``W [n_source, n_out]`` per source and the offset ``b [n_out]``, exact in float64.
@@ -395,22 +418,11 @@ def affine_projections(affine: Sequence[Node], entry: str, sources: Sequence[str
     if not affine:
         n = int(math.prod(source_shapes[0]))
         return [(sources[0], sp.identity(n, dtype=np.float64, format="csr"))], np.zeros(n)
-    wiring = [(node.name, copy.deepcopy(node.layer).double().eval(), node.inputs) for node in affine]
-
-    def f(values: dict[str, torch.Tensor]) -> torch.Tensor:
-        values = dict(values)
-        for name, layer, inputs in wiring:
-            values[name] = layer(*[values[i] for i in inputs])
-        return values[entry]
-
+    f = _evaluator(affine, entry)
     sizes = [int(math.prod(s)) for s in source_shapes]
-
-    def zeros(rows: int) -> dict[str, torch.Tensor]:
-        return {s: torch.zeros(rows, *shape, dtype=torch.float64) for s, shape in zip(sources, source_shapes)}
-
     projections: list[Projection] = []
     with torch.no_grad():
-        offset = f(zeros(1)).reshape(-1)
+        offset = f(_zeros(sources, source_shapes, 1)).reshape(-1)
         n_out = offset.numel()
         chunk = max(1, PUSH_CHUNK_ELEMENTS // max(sum(sizes), n_out))
         for source, shape, n_in in zip(sources, source_shapes, sizes):
@@ -419,7 +431,7 @@ def affine_projections(affine: Sequence[Node], entry: str, sources: Sequence[str
                 rows = min(chunk, n_in - start)
                 eye = torch.zeros(rows, n_in, dtype=torch.float64)
                 eye[torch.arange(rows), torch.arange(start, start + rows)] = 1.0
-                values = zeros(rows)
+                values = _zeros(sources, source_shapes, rows)
                 values[source] = eye.reshape(rows, *shape)
                 blocks.append(sp.csr_matrix((f(values).reshape(rows, n_out) - offset).numpy()))
             weight = sp.vstack(blocks, format="csr")

@@ -125,10 +125,16 @@ def test_demo_stage_reports_agreement(tmp_path, monkeypatch) -> None:
     import hardware.brian2.cli as cli
     monkeypatch.setattr(cli, "DEMO_SAMPLES", 10)
     path = _checkpoint(tmp_path)
-    results, lines = brian2_stage(tmp_path, {"options": {}, "results": {"train": {"checkpoint": str(path)}}})
-    assert results["compare"]["match_fraction"] == 1.0
-    assert json.loads((tmp_path / "brian2.json").read_text())["samples"] == 10
+    networks = [{"label": "trained SNN", "path": str(path), "timesteps": None},
+                {"label": "the same at T = 3", "path": str(path), "timesteps": 3}]
+    results, lines = brian2_stage(tmp_path, {"options": {}, "results": {}, "networks": networks})
+    runs = results["networks"]
+    assert [r["compare"]["match_fraction"] for r in runs.values()] == [1.0, 1.0]
+    assert runs["the same at T = 3"]["timesteps"] == 3
+    written = json.loads((tmp_path / "brian2.json").read_text())
+    assert [r["samples"] for r in written.values()] == [10, 10]
     assert any("identical spike trains" in line for line in lines)
+    assert sum(line.startswith("| the same at T = 3 | 3 |") for line in lines) == 1
 
 
 def test_layer_without_brian2_equivalent_is_named() -> None:

@@ -4,6 +4,12 @@ The reference is written from the contract's equations, step by step, without
 :mod:`snn.functional` or the custom autograd function: its spike is
 ``H(z) + sigma(z) - sigma(z).detach()`` with sigma the surrogate's antiderivative, so
 plain autograd differentiates sigma while the forward value stays exactly H(z).
+
+Each layer is checked on both of its execution paths: the step-by-step one
+(``layer.fused = False``, :func:`snn.functional.scan`) for every surrogate, and the fused
+kernel (the default) for the default surrogate. tests/test_fused.py proves the kernels equal
+the step-by-step path for every surrogate, reset and model, so every surrogate reaches the
+reference through the kernels too, without compiling a kernel per surrogate twice.
 """
 
 from __future__ import annotations
@@ -64,8 +70,27 @@ def readout_weights() -> torch.Tensor:
     return torch.linspace(-1, 1, STEPS * BATCH * FEATURES, dtype=torch.float64).reshape(STEPS, BATCH, FEATURES)
 
 
+DEFAULT_SURROGATE = type(LIF().surrogate)
+BUILT_IN = {type(surrogates.get(name)) for name in SURROGATES}
+
+
+def paths(layer: torch.nn.Module) -> list[bool | None]:
+    """The execution paths to check: step by step always; fused too for the default surrogate and
+    for a custom one (fused forward, torch-loop backward: no kernel to compile)."""
+    kind = type(layer.surrogate)
+    return [False, None] if kind is DEFAULT_SURROGATE or kind not in BUILT_IN else [False]
+
+
 def compare(layer: torch.nn.Module, reference, x: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
-    """Same forward spikes; same gradient of a fixed linear readout w.r.t. x and params."""
+    """Same forward spikes and the same gradient of a fixed linear readout w.r.t. x and params,
+    on each execution path of :func:`paths`."""
+    for fused in paths(layer):
+        layer.fused = fused
+        _compare_once(layer, reference, x, params)
+    layer.fused = None
+
+
+def _compare_once(layer: torch.nn.Module, reference, x: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
     spikes, _ = layer(x)
     ref = reference(x, **params)
     assert torch.equal(spikes, ref), "forward spikes differ"

@@ -131,8 +131,9 @@ def test_failed_run_and_missing_hardware_are_clear_errors(tmp_path, monkeypatch)
 
 
 def _residual_graph() -> GraphNetwork:
-    """A conv main path with a delayed skip into a (W, H, C) population, charged IF layers with
-    per-channel thresholds, a Scale and a concatenation: every connection form of the compiler."""
+    """A conv main path with a delayed identity skip (a relay population), charged IF layers with
+    per-channel thresholds, a Scale and a concatenation whose short path is a DelayDense into a
+    flat population: every connection form of the compiler."""
     torch.manual_seed(3)
     theta = torch.tensor([0.5, 0.7, 0.9, 1.1])
     net = GraphNetwork([
@@ -160,9 +161,11 @@ def _residual_graph() -> GraphNetwork:
 def test_residual_graph_with_charged_layers_matches_the_emulation(mode, tmp_path):
     net = compile_network(_residual_graph())
     wiring = {layer.name: [(c.source, c.kind, c.delay) for c in layer.connections] for layer in net.layers}
-    assert wiring["if2"] == [("if1", "conv", 0), ("if0", "dense", 1)]   # the skip waits one step (DelayDense)
+    # the identity skip waits one step in a relay population; the concatenation's short path in a DelayDense
+    assert wiring["if0_relay1"] == [("if0", "conv", 0)] and net.layers[2].relay
+    assert wiring["if2"] == [("if1", "conv", 0), ("if0_relay1", "conv", 0)]
     assert wiring["out"] == [("if2", "dense", 0), ("if1", "dense", 1)]
-    assert [layer.depth for layer in net.layers] == [1, 2, 3, 4]
+    assert [layer.depth for layer in net.layers] == [1, 2, 2, 3, 4]
     assert net.layers[0].v_init_mant == round(0.5 * net.layers[0].vth) and not net.netx_compatible
     with h5py.File(export_netx(net, tmp_path / "graph.net"), "r") as f:  # netx (a chain format) cannot misread it
         assert "layer" not in f and "layer" in f["spikeforge"]

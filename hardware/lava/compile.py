@@ -116,6 +116,7 @@ class LoihiLayer:
     readout: bool = False
     depth: int = 1
     v_init_mant: int = 0
+    relay: bool = False           # added by the compiler to delay a skip path (not a layer of the network)
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -226,16 +227,26 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _identity_conv(channels: int) -> nn.Conv2d:
+    conv = nn.Conv2d(channels, channels, 1, bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(channels, dtype=torch.float64).reshape(channels, channels, 1, 1))
+    return conv
+
+
 def _conv_chain(layers: Sequence[nn.Module], in_shape: tuple[int, ...]):
     """``(weight, bias, conv)`` in float64 if the chain is one Conv2d (+ BN / Dropout / Identity), else None.
 
     Leading :class:`~snn.layers.Scale` layers (a converted network's spike amplitudes, one
-    factor per input channel) fold into the convolution's input channels.
+    factor per input channel) fold into the convolution's input channels; a path of Scales
+    only (a residual identity) is a 1x1 convolution.
     """
     lead = 0
     while lead < len(layers) and isinstance(layers[lead], Scale):
         lead += 1
     scales, layers = layers[:lead], layers[lead:]
+    if len(in_shape) == 3 and not layers:   # an identity (or scaled) path: a 1x1 convolution
+        layers = [_identity_conv(in_shape[0])]
     if len(in_shape) != 3 or not layers or not isinstance(layers[0], nn.Conv2d) or layers[0].groups != 1:
         return None
     if not all(isinstance(m, CONV_TAIL) for m in layers[1:]) or sum(isinstance(m, nn.BatchNorm2d) for m in layers) > 1:
@@ -279,41 +290,76 @@ def _dense_size_check(segment: Segment, n_in: int) -> None:
                               "too large to compile here; make it smaller")
 
 
-def _connections(segment: Segment, depths: dict[str, int]) -> tuple[list[_FloatConnection], np.ndarray, bool]:
-    """The segment's connections in float64, its offset ``b`` and whether ``b`` is per output channel.
+@dataclass(frozen=True)
+class _Relay:
+    """A population that repeats its source's spikes one step later (a step of a delayed skip path)."""
 
-    A chain that is one Conv2d (+ BN) becomes a ``Conv``; so does a residual branch that is
-    one (``conv -> bn -> Add``) when it needs no extra delay. Every other projection is a
-    ``Dense`` with the exact matrix (``DelayDense`` when its path is shorter than the
-    longest: ``delay = depth - 1 - depth(source)`` steps, at most :data:`MAX_DELAY`).
+    name: str
+    source: str
+    shape: tuple[int, ...]
+    depth: int
+
+
+def relay_name(source: str, step: int) -> str:
+    return f"{source}_relay{step}"
+
+
+def _connections(segment: Segment, depths: dict[str, int]
+                 ) -> tuple[list[_FloatConnection], np.ndarray, bool, list[_Relay]]:
+    """The segment's connections in float64, its offset ``b``, whether ``b`` is per output channel,
+    and the relay populations its delayed paths need.
+
+    A chain that is one Conv2d (+ BN) becomes a ``Conv``; so does a branch of a residual block
+    that is one (``scale -> conv -> bn -> Add``) or an identity (a 1x1 ``Conv``). A path
+    shorter than the longest into the population is delayed by ``delay = depth - 1 -
+    depth(source)`` steps: a convolution path from a spiking source through ``delay`` relay
+    populations (LIF with vth = 0, du = dv = 4095: each repeats its input spikes one step
+    later; fed by a 1x1 identity ``Conv``, so a CIFAR-sized skip stays compact), any other
+    as a ``DelayDense`` (Loihi 2's synaptic delay, at most :data:`MAX_DELAY` steps). Every
+    other projection is a ``Dense`` with the exact matrix.
     """
     delays = {source: segment.depth - 1 - depths[source] for source in segment.sources}
-    for source, delay in delays.items():
-        if delay > MAX_DELAY:
-            raise SpikeforgeError(f"the path from {source} into {segment.label} skips {delay} connections; Loihi 2 "
-                                  f"delays a synapse by at most {MAX_DELAY} steps; shorten the skip connection")
     if segment.is_chain():
         chain = _conv_chain(segment.layers, segment.in_shape)
         if chain is not None:
             w, b, conv = chain
-            return [_FloatConnection(segment.sources[0], "conv", segment.in_shape, w, 0, conv)], b, True
-    projections, offset = None, None
+            return [_FloatConnection(segment.sources[0], "conv", segment.in_shape, w, 0, conv)], b, True, []
+    projections = None
     out: list[_FloatConnection] = []
+    relays: list[_Relay] = []
     for source, shape in zip(segment.sources, segment.source_shapes):
         path = segment.path(source) if len(segment.sources) > 1 else None
-        chain = _conv_chain(path, shape) if path and delays[source] == 0 and (not out or out[0].kind == "conv") \
-            else None
-        if chain is not None:
-            out.append(_FloatConnection(source, "conv", shape, chain[0], 0, chain[2]))
+        delay = delays[source]
+        chain = _conv_chain(path, shape) if path is not None and (not out or out[0].kind == "conv") else None
+        if chain is not None and (delay == 0 or source != INPUT):
+            reads = source
+            for step in range(1, delay + 1):
+                relays.append(_Relay(relay_name(source, step), reads, shape, depths[source] + step))
+                reads = relays[-1].name
+            out.append(_FloatConnection(reads, "conv", shape, chain[0], 0, chain[2]))
             continue
+        if delay > MAX_DELAY:
+            raise SpikeforgeError(f"the path from {source} into {segment.label} skips {delay} connections; Loihi 2 "
+                                  f"delays a synapse by at most {MAX_DELAY} steps; shorten the skip connection")
         _dense_size_check(segment, int(math.prod(shape)))
         if projections is None:
-            projections, offset = segment.projections()
+            projections, _ = segment.projections()
         weight = dict(projections)[source]
-        out.append(_FloatConnection(source, "dense", shape, weight.toarray().T, delays[source]))
-    if offset is None:
-        _, offset = segment.projections()
-    return out, offset, False
+        out.append(_FloatConnection(source, "dense", shape, weight.toarray().T, delay))
+    return out, segment.offset(), False, relays
+
+
+def _relay_layer(relay: _Relay) -> LoihiLayer:
+    """``v = a << 6`` for one input spike (weight 1, no current or membrane memory) > ``vth << 6 = 0``:
+    a spike in, a spike out one step later; no input, no spike."""
+    channels = relay.shape[0]
+    eye = np.eye(channels, dtype=np.int64).reshape(channels, channels, 1, 1)
+    n = int(math.prod(relay.shape))
+    layer = LoihiLayer(relay.name, relay.shape, DECAY_MAX, DECAY_MAX, 0, np.zeros(n, dtype=np.int64), 1.0,
+                       [LoihiConnection(relay.source, "conv", relay.shape, eye)], depth=relay.depth, relay=True)
+    layer.report = {"kind": "relay", "neurons": n, "depth": relay.depth, "source": relay.source,
+                    "connections": [{"source": relay.source, "kind": "conv", "delay": 0}]}
+    return layer
 
 
 def _uniform(name: str, label: str, values: np.ndarray) -> float:
@@ -507,11 +553,20 @@ def compile_network(model: Sequential | GraphNetwork, input_shape: Sequence[int]
     first_shape, segments = split_network(model, input_shape, backend="Loihi", check=_loihi_check(model))
     depths = {INPUT: 0, **{segment.name: segment.depth for segment in segments}}
     planned = [(segment, *_connections(segment, depths)) for segment in segments]
-    reading_input = [(segment.neuron, c.weight, b) for segment, conns, b, _ in planned for c in conns
+    reading_input = [(segment.neuron, c.weight, b) for segment, conns, b, _, _ in planned for c in conns
                      if c.source == INPUT]
     levels = min((input_levels(*args) for args in reading_input), default=INPUT_LEVELS)
-    layers, notes = [], []
-    for segment, conns, b, per_channel in planned:
+    layers: list[LoihiLayer] = []
+    notes: list[str] = []
+    placed: set[str] = set()
+    for segment, conns, b, per_channel, relays in planned:
+        for relay in relays:
+            if relay.name not in placed:
+                placed.add(relay.name)
+                layers.append(_relay_layer(relay))
+        if relays:
+            notes.append(f"{segment.label}: a skip path delayed by {len(relays)} relay population(s) "
+                         f"({', '.join(r.name for r in relays)}) to meet the longer path")
         layers.append(_layer(segment, conns, b, per_channel, levels, strict, notes))
     return LoihiNetwork(first_shape, layers, input_levels=levels, notes=notes)
 
