@@ -92,6 +92,8 @@ def test_choice_names_agree_with_the_tables_they_name() -> None:
     from hardware.brian2 import cli as brian2_cli
     from hardware.brian2.simulate import BACKENDS
     from hardware.brian2.targets import TARGETS
+    from hardware.lava import cli as lava_cli
+    from hardware.lava.compile import RESETS
     from snn import data, models, names
     from snn.neurons import NEURONS_BY_FLAG
 
@@ -100,6 +102,7 @@ def test_choice_names_agree_with_the_tables_they_name() -> None:
     for arch in names.ARCHITECTURES:
         assert models.build_model(arch, (1, 8, 8), 10).input_shape == (1, 8, 8)
     assert brian2_cli.BACKENDS == BACKENDS and brian2_cli.TARGETS == TARGETS
+    assert lava_cli.RESETS == RESETS
     assert parse_timesteps(converters_cli.DEFAULT_TIMESTEPS_TEXT) == list(DEFAULT_TIMESTEPS)
 
 

@@ -314,6 +314,10 @@ def test_converted_networks_reach_every_backend(trained_cnn, digits, tmp_path) -
         lava = deploy(path, samples=3)
         assert lava["emulation_agreement"] == 1.0 and lava["lava_accuracy"] == lava["emulation_accuracy"]
         assert "float_accuracy_deployed_reset" in lava and not lava["netx_compatible"]  # it starts charged
+        if name == "cnn":   # the converted network's own reset, kept on Lava
+            kept = deploy(path, samples=3, reset="subtract")
+            assert kept["emulation_agreement"] == 1.0 and kept["reset"] == "subtract"
+            assert kept["float_accuracy_deployed_reset"] == kept["float_accuracy"]
 
 
 def test_converted_cifar_resnet_runs_on_lava_brian2_and_nir() -> None:

@@ -128,6 +128,11 @@ def test_failed_run_and_missing_hardware_are_clear_errors(tmp_path, monkeypatch)
         run_in_lava(net, np.zeros((4, 7), dtype=np.int32))
     with pytest.raises(SpikeforgeError, match="lava-loihi"):
         run_in_lava(net, np.zeros((4, 20), dtype=np.int32), cfg="hw")
+    kept = compile_network(Sequential(nn.Linear(20, 6), IF(), input_shape=(20,)).eval(), reset="subtract")
+    with pytest.raises(SpikeforgeError, match="microcode neuron; deploy with --reset zero"):
+        run_in_lava(kept, np.zeros((4, 20), dtype=np.int32), cfg="hw")
+    with pytest.raises(SpikeforgeError, match="unknown reset 'one'"):
+        compile_network(_dense3().eval(), reset="one")
 
 
 def _residual_graph() -> GraphNetwork:
@@ -157,9 +162,11 @@ def _residual_graph() -> GraphNetwork:
     return net
 
 
-@pytest.mark.parametrize("mode", ["single", "stream"])
-def test_residual_graph_with_charged_layers_matches_the_emulation(mode, tmp_path):
-    net = compile_network(_residual_graph())
+@pytest.mark.parametrize("mode, reset", [("single", "zero"), ("stream", "zero"), ("stream", "subtract")])
+def test_residual_graph_with_charged_layers_matches_the_emulation(mode, reset, tmp_path):
+    net = compile_network(_residual_graph(), reset=reset)
+    # IF resets by subtraction: Loihi's zero reset by default, our subtractive LIF model with reset="subtract"
+    assert [layer.reset for layer in net.layers] == [reset, reset, "zero", "zero", "zero"]
     wiring = {layer.name: [(c.source, c.kind, c.delay) for c in layer.connections] for layer in net.layers}
     # the identity skip waits one step in a relay population; the concatenation's short path in a DelayDense
     assert wiring["if0_relay1"] == [("if0", "conv", 0)] and net.layers[2].relay

@@ -1,6 +1,7 @@
 """``snn deploy --backend lava`` and the demo stage "lava" (the demo's networks on Loihi 2 through Lava).
 
-``snn deploy --model PATH --backend lava --dataset digits --samples N [--timesteps T] [--json]`` runs the job
+``snn deploy --model PATH --backend lava --dataset digits --samples N [--timesteps T]
+[--reset zero|subtract] [--json]`` runs the job
 :func:`hardware.lava.deploy.deploy` (its docstring lists the keys it reports and the
 compile decisions). Registration imports nothing heavy; the job is imported when it runs.
 """
@@ -19,6 +20,8 @@ from snn.fileio import write_json
 VERB_HELP = "deploy a trained network to Loihi 2 through Lava and compare"
 BACKENDS = ("lava",)
 DEMO_SAMPLES = 100
+# The parser's copy of hardware.lava.compile.RESETS, which imports torch (tests/test_cli_startup.py checks they agree).
+RESETS = ("zero", "subtract")
 
 
 def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
@@ -26,7 +29,7 @@ def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend not in BACKENDS:
         raise SpikeforgeError(f"unknown backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
     return deploy(args.model, args.dataset, args.samples, args.data_dir, args.seed, args.cfg, args.timeout,
-                  timesteps=args.timesteps)
+                  timesteps=args.timesteps, reset=args.reset)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="steps per sample (default: the checkpoint's; a converted network runs at any T)")
     add_data_options(parser, device=False, dataset_help=None)
     parser.add_argument("--samples", type=positive_int, default=20, help="test samples to run")
+    parser.add_argument("--reset", default="zero", choices=RESETS,
+                        help="zero: every layer resets to zero (Lava's LIF, runs on any Loihi 2); subtract: layers "
+                             "that reset by subtraction keep it (a subtractive LIF model; Lava's simulator only)")
     parser.add_argument("--cfg", default="sim", choices=("sim", "hw"),
                         help="sim: Loihi2SimCfg fixed_pt on CPU; hw: Loihi2HwCfg (needs lava-loihi)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before the Lava run is stopped")

@@ -23,8 +23,12 @@ Fixed point, per layer with scale ``lam`` (integer units per float unit):
   (Lava's current decay is ``(4096 - du - 1) / 4096``, its voltage decay ``(4096 - dv) / 4096``)
 - state     u and v are 24-bit; ``v`` in units of ``64 * lam``.
 
-Loihi resets to zero. A layer with reset "subtract" is compiled with zero reset and the
-change is listed in the report (``strict=True`` refuses it instead). The non-spiking
+Loihi's LIF resets to zero. By default a layer with reset "subtract" is compiled with zero
+reset and the change is listed in the report (``strict=True`` refuses it instead). With
+``reset="subtract"`` such a layer keeps its reset: ``v -= vth << 6`` on a spike, run by our
+subtractive LIF process model (:mod:`hardware.lava.runner`: Lava's bit-accurate LIF with
+``reset_voltage`` replaced), in Lava's fixed-point simulation; a Loihi 2 chip needs the same
+neuron as microcode (``--cfg hw`` refuses it until then). The non-spiking
 ``Integrator`` readout becomes a LIF with ``du = 4095`` (no current memory), the largest
 threshold and its membrane read every step.
 """
@@ -63,6 +67,7 @@ INPUT_LEVELS = 255            # inputs in [0, 1] -> 8-bit graded spikes
 DENSE_ELEMENT_LIMIT = 2 ** 26  # dense matrices above this are refused (memory), not a Loihi limit
 
 SUPPORTED_NEURONS = (IF, LIF, CubaLIF, Integrator)
+RESETS = ("zero", "subtract")  # compile_network's reset: Loihi's zero reset everywhere, or keep subtraction
 # The affine layers compiled and tested here: a subset of hardware.graph.AFFINE_LAYERS.
 AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
           nn.Dropout, nn.Identity, Scale, Add, Concat)
@@ -117,6 +122,7 @@ class LoihiLayer:
     depth: int = 1
     v_init_mant: int = 0
     relay: bool = False           # added by the compiler to delay a skip path (not a layer of the network)
+    reset: str = "zero"           # "subtract": v -= vth << 6 on a spike (our subtractive LIF process model)
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -179,8 +185,9 @@ class LoihiNetwork:
 
     @property
     def netx_compatible(self) -> bool:
-        """Whether lava-dl's netx reader (a chain of CUBA layers starting at rest) describes the network fully."""
-        return self.is_chain() and not any(layer.v_init_mant for layer in self.layers)
+        """Whether lava-dl's netx reader (a chain of zero-reset CUBA layers starting at rest) describes the
+        network fully."""
+        return self.is_chain() and not any(layer.v_init_mant or layer.reset != "zero" for layer in self.layers)
 
     @property
     def depth(self) -> int:
@@ -241,6 +248,7 @@ def _conv_chain(layers: Sequence[nn.Module], in_shape: tuple[int, ...]):
     factor per input channel) fold into the convolution's input channels; a path of Scales
     only (a residual identity) is a 1x1 convolution.
     """
+    layers = [m for m in layers if not isinstance(m, (nn.Identity, nn.Dropout))]   # no-ops in eval mode
     lead = 0
     while lead < len(layers) and isinstance(layers[lead], Scale):
         lead += 1
@@ -453,12 +461,19 @@ def _report(layer: LoihiLayer, fan_in: int, weights: Sequence[np.ndarray], bias:
     }
 
 
-def _reset_note(label: str, neuron: NeuronLayer, strict: bool, notes: list[str]) -> None:
-    if getattr(neuron, "reset", "zero") == "subtract":
-        if strict:
-            raise SpikeforgeError(f"{label} resets by subtraction; Loihi 2's LIF resets to zero; build it with "
-                                  "reset='zero' or compile with strict=False")
-        notes.append(f"{label}: reset 'subtract' compiled as Loihi's zero reset")
+def _deployed_reset(label: str, neuron: NeuronLayer, strict: bool, reset: str, notes: list[str]) -> str:
+    """The reset the layer gets on Loihi: its own with ``reset="subtract"``, else Loihi's zero reset."""
+    if getattr(neuron, "reset", "zero") != "subtract":
+        return "zero"
+    if reset == "subtract":
+        notes.append(f"{label}: reset by subtraction (spikeforge's subtractive LIF process model)")
+        return "subtract"
+    if strict:
+        raise SpikeforgeError(f"{label} resets by subtraction; Loihi 2's LIF resets to zero; build it with "
+                              "reset='zero', compile with reset='subtract' (snn deploy --reset subtract) or "
+                              "with strict=False")
+    notes.append(f"{label}: reset 'subtract' compiled as Loihi's zero reset (snn deploy --reset subtract keeps it)")
+    return "zero"
 
 
 def _fold_thresholds(segment: Segment, connections: Sequence[_FloatConnection], weights: list[np.ndarray],
@@ -504,7 +519,7 @@ def _v_init_mant(segment: Segment, vth: int, du: int, dv: int) -> int:
 
 
 def _layer(segment: Segment, connections: list[_FloatConnection], b_in: np.ndarray, per_channel: bool,
-           input_scale: float, strict: bool, notes: list[str]) -> LoihiLayer:
+           input_scale: float, strict: bool, notes: list[str], reset: str = "zero") -> LoihiLayer:
     label, n = segment.label, segment.size
     fan_in = _check_capacity(label, n, connections, b_in)
     weights = [c.weight / input_scale if c.source == INPUT else c.weight for c in connections]
@@ -512,8 +527,7 @@ def _layer(segment: Segment, connections: list[_FloatConnection], b_in: np.ndarr
     readout = isinstance(segment.neuron, Integrator)
     alpha = _uniform("alpha", label, params["alpha"]) if "alpha" in params else 0.0
     beta = _uniform("beta", label, params["beta"])
-    if not readout:
-        _reset_note(label, segment.neuron, strict, notes)
+    deployed = "zero" if readout else _deployed_reset(label, segment.neuron, strict, reset, notes)
     bias = _total_bias(params["bias"], b_in, per_channel, n)
     theta = None
     if not readout:
@@ -539,17 +553,23 @@ def _layer(segment: Segment, connections: list[_FloatConnection], b_in: np.ndarr
         raise SpikeforgeError(f"{label}: threshold {theta} rounds to 0 at scale {lam:.3g}; rescale the layer")
     du, dv = decay_constants(alpha, beta)
     layer = LoihiLayer(segment.name, segment.shape, du, dv, vth, np.round(bias * lam).astype(np.int64), lam,
-                       compiled, readout=readout, depth=segment.depth, v_init_mant=_v_init_mant(segment, vth, du, dv))
+                       compiled, readout=readout, depth=segment.depth, v_init_mant=_v_init_mant(segment, vth, du, dv),
+                       reset=deployed)
     layer.report = _report(layer, fan_in, weights, bias, theta, alpha, beta)
     return layer
 
 
 def compile_network(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None = None,
-                    strict: bool = False) -> LoihiNetwork:
+                    strict: bool = False, reset: str = "zero") -> LoihiNetwork:
     """Compile ``model`` (eval mode) to Loihi 2 fixed point; raises :class:`SpikeforgeError` on what Loihi cannot hold.
 
     Every layer is checked (Loihi's refusals, then the graph's) before any is quantised.
+    ``reset``: ``"zero"`` compiles every layer with Lava's LIF (Loihi's zero reset; a netx file
+    any Loihi 2 host runs); ``"subtract"`` keeps a subtract reset where the layer has one
+    (:data:`RESETS`; see the module docstring).
     """
+    if reset not in RESETS:
+        raise SpikeforgeError(f"unknown reset {reset!r}; choose one of {', '.join(RESETS)}")
     first_shape, segments = split_network(model, input_shape, backend="Loihi", check=_loihi_check(model))
     depths = {INPUT: 0, **{segment.name: segment.depth for segment in segments}}
     planned = [(segment, *_connections(segment, depths)) for segment in segments]
@@ -567,7 +587,7 @@ def compile_network(model: Sequential | GraphNetwork, input_shape: Sequence[int]
         if relays:
             notes.append(f"{segment.label}: a skip path delayed by {len(relays)} relay population(s) "
                          f"({', '.join(r.name for r in relays)}) to meet the longer path")
-        layers.append(_layer(segment, conns, b, per_channel, levels, strict, notes))
+        layers.append(_layer(segment, conns, b, per_channel, levels, strict, notes, reset))
     return LoihiNetwork(first_shape, layers, input_levels=levels, notes=notes)
 
 

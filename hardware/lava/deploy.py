@@ -4,8 +4,9 @@ run it in Lava and in the torch integer emulation, then compare.
 :func:`deploy` runs N test samples in Lava (``Loihi2SimCfg``, fixed_pt, samples streamed back
 to back with per-layer resets) and in the emulation, and reports ``lava_accuracy``,
 ``float_accuracy`` (the float SNN on the same samples, with its own reset),
-``float_accuracy_deployed_reset`` (the same with every subtract reset made Loihi's zero
-reset: what Lava should match up to quantisation), ``emulation_accuracy``,
+``float_accuracy_deployed_reset`` (the same with the resets that were deployed: every
+subtract reset made Loihi's zero reset, unless ``reset="subtract"`` kept them; what Lava
+should match up to quantisation), ``emulation_accuracy``,
 ``emulation_agreement`` (fraction of samples whose every spike, in every layer, and readout
 membrane equal the emulation's), ``samples``, ``timesteps``, spike counts per layer and the
 quantisation report.
@@ -17,7 +18,8 @@ Decisions: BatchNorm is folded into the preceding convolution; average pooling i
 into the following weights (a Dense connection with the exact composed matrix), so the
 digits CNN deploys as Conv -> Dense -> Dense -> Dense; the Integrator readout is a LIF that
 never fires (du = 4095, dv from beta, largest threshold) whose membrane Lava reports every
-step through a Monitor; subtract resets become Loihi's zero reset (listed in the report).
+step through a Monitor; subtract resets become Loihi's zero reset (listed in the report), or
+with ``reset="subtract"`` stay subtract resets (a subtractive LIF model in Lava's simulator).
 """
 
 from __future__ import annotations
@@ -52,17 +54,18 @@ def with_loihi_reset(model: nn.Module) -> nn.Module:
 
 def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, data_dir: str | None = None,
            seed: int = 0, cfg: str = "sim", timeout: float = 600.0, device: str | None = None,
-           timesteps: int | None = None) -> dict[str, Any]:
+           timesteps: int | None = None, reset: str = "zero") -> dict[str, Any]:
     """Compile, run in Lava and in the emulator, and compare; see the module docstring for the keys.
 
-    ``timesteps`` overrides the checkpoint's T (a converted network runs at any T).
+    ``timesteps`` overrides the checkpoint's T (a converted network runs at any T); ``reset``
+    is :func:`~hardware.lava.compile.compile_network`'s (``"subtract"`` keeps subtract resets).
     """
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
     model, task = load_trained(model_path)
     if timesteps is not None:
         task = dataclasses.replace(task, timesteps=timesteps)
-    net = compile_network(model)
+    net = compile_network(model, reset=reset)
     split = data.load_dataset(dataset, data_dir, seed=seed)
     data.check_input_shape(net.input_shape, split)
     x, y = split.x_test[:samples], split.y_test[:samples]
@@ -70,7 +73,7 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
     q = net.quantise_input(encoded)
     with torch.no_grad():
         float_out = model(encoded)
-        deployed_out = with_loihi_reset(model)(encoded)
+        deployed_out = (model if reset == "subtract" else with_loihi_reset(model))(encoded)
     start = time.perf_counter()
     em = emulate(net, q, delay=False, device=device)
     emulation_seconds = time.perf_counter() - start
@@ -95,7 +98,8 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
 
     return {
         "backend": "lava", "run_config": "Loihi2SimCfg(select_tag='fixed_pt')" if cfg == "sim" else "Loihi2HwCfg",
-        "samples": int(len(y)), "timesteps": task.timesteps, "netx_compatible": net.netx_compatible,
+        "samples": int(len(y)), "timesteps": task.timesteps, "reset": reset,
+        "netx_compatible": net.netx_compatible,
         "lava_accuracy": acc(readout(lava.spikes, lava.membrane)),
         "float_accuracy": acc(float_out),
         "float_accuracy_deployed_reset": acc(deployed_out),

@@ -10,6 +10,7 @@ Per layer and step, exactly as lava-nc 0.10.0 computes it (``PyDenseModelBitAcc`
     u      = u - 2**24 if u > 2**23;  u + 2**24 if u <= -2**23       Lava's 24-bit wrap
     v      = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << 6), -(2**23 - 1), 2**23 - 1)
     s      = v > (vth << 6);   v = 0 where s                         zero reset
+                               (v = v - (vth << 6) where s: a layer compiled with reset "subtract")
 
 A population sums its connections (Lava's InPort adds what every connected OutPort sends,
 wrapping at 32 bits). Every connection delays by one step (Lava's synapse sends the previous
@@ -104,6 +105,8 @@ def _lif_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, layer: LoihiLay
     u = torch.where(w <= -UV_MAX, d + 2 * UV_MAX, w)
     v = torch.clamp(_trunc_decay(v, 4096 - layer.dv) + u + bias, -(UV_MAX - 1), UV_MAX - 1)
     s = v > (layer.vth << 6)
+    if layer.reset == "subtract":
+        return s, u, torch.where(s, v - (layer.vth << 6), v)
     return s, u, torch.where(s, torch.zeros_like(v), v)
 
 

@@ -8,7 +8,9 @@ written by :mod:`hardware.lava.netx_export` and builds real Lava processes: a ``
 input source sending 8-bit graded spikes, one ``Dense``, ``DelayDense`` (a skip path
 delayed to meet a longer one) or ``Conv`` per connection (several may feed one LIF: Lava
 adds them), one LIF per population, a ``RingBuffer`` sink per population and a ``Monitor``
-on the readout's ``v``. A layer that starts charged gets a second ``RingBuffer`` sending its
+on the readout's ``v``. A layer compiled with reset "subtract" is a LIF run by a model that
+subtracts the threshold on a spike (:func:`_subtractive_models`, given to the run
+configuration's ``exception_proc_model_map``). A layer that starts charged gets a second ``RingBuffer`` sending its
 charge (a graded spike through a ``Dense`` of ones) so that it arrives with the layer's first
 input of every sample.
 It runs them with ``Loihi2SimCfg(select_tag="fixed_pt")`` (``--cfg hw``: ``Loihi2HwCfg``,
@@ -30,6 +32,7 @@ naming the cause otherwise.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -123,6 +126,25 @@ def _charge_times(spec: dict, steps: int, period: int | None, samples: int | Non
     return [t for t in starts if t < steps]
 
 
+@functools.cache
+def _subtractive_models() -> dict:
+    """Lava's bit-accurate LIF models that reset by subtraction, ``v -= vth << 6`` where a neuron
+    spiked (``PyLifModelBitAcc`` / ``PyLifResetModelBitAcc`` with ``reset_voltage`` replaced; every
+    other step unchanged), by the process class they run."""
+    from lava.proc.lif.models import PyLifModelBitAcc, PyLifResetModelBitAcc
+    from lava.proc.lif.process import LIF, LIFReset
+
+    class PySubtractiveLifModel(PyLifModelBitAcc):
+        def reset_voltage(self, spike_vector: np.ndarray) -> None:
+            self.v[spike_vector] -= self.effective_vth
+
+    class PySubtractiveLifResetModel(PyLifResetModelBitAcc):
+        def reset_voltage(self, spike_vector: np.ndarray) -> None:
+            self.v[spike_vector] -= self.effective_vth
+
+    return {LIF: PySubtractiveLifModel, LIFReset: PySubtractiveLifResetModel}
+
+
 def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period: int | None,
            samples: int | None = None):
     from lava.proc.dense.process import Dense
@@ -130,6 +152,8 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF, LIFReset
     from lava.proc.monitor.process import Monitor
+
+    subtractive = {}   # LIF process -> its subtractive model (the run configuration's exception map)
 
     in_shape = meta["input_shape"]
     input_whc = len(in_shape) == 3 and any(c["kind"] == "conv" for spec in layers for c in spec["connections"]
@@ -152,6 +176,8 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
             lif = LIF(**common)
         else:
             lif = LIFReset(**common, reset_interval=period, reset_offset=(spec["depth"] + 1) % period)
+        if spec.get("reset", "zero") == "subtract":
+            subtractive[lif] = _subtractive_models()[type(lif)]
         for c in spec["connections"]:
             port, port_whc, port_shape = ports[c["source"]]
             conn, out = _connection(c, whc, shape)
@@ -175,7 +201,7 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
             monitor_target = (lif, spec)
         procs.append(lif)
         ports[spec["name"]] = (lif.s_out, whc, shape)
-    return procs, sinks, (monitor, monitor_target) if monitor is not None else None
+    return procs, sinks, (monitor, monitor_target) if monitor is not None else None, subtractive
 
 
 def _torch_order(raw: np.ndarray, spec: dict) -> np.ndarray:
@@ -185,10 +211,10 @@ def _torch_order(raw: np.ndarray, spec: dict) -> np.ndarray:
     return raw.T
 
 
-def _run_config(cfg: str):
+def _run_config(cfg: str, subtractive: dict):
     from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
     if cfg == "sim":
-        return Loihi2SimCfg(select_tag="fixed_pt")
+        return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=subtractive)
     if importlib.util.find_spec("lava.magma.compiler.subcompilers.nc") is None:
         raise RunnerError("--cfg hw needs lava-loihi (Intel's Loihi 2 extension, available to INRC members), which "
                           "is not installed in this Lava environment; install it on the Loihi host or use --cfg sim")
@@ -210,8 +236,14 @@ def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_samp
         steps, period = data.shape[0], steps_per_sample
     if tuple(data.shape[1:]) != tuple(meta["input_shape"]):
         raise RunnerError(f"input feature shape {data.shape[1:]} does not match the network's {meta['input_shape']}")
-    run_cfg = _run_config(cfg)
-    procs, sinks, probe = _build(meta, layers, data, steps, period, samples)
+    if cfg == "hw":   # refused before anything is built
+        if any(spec.get("reset", "zero") == "subtract" for spec in layers):
+            raise RunnerError("the network keeps a subtract reset, which runs here as a Python process model of "
+                              "Lava's simulator; Loihi 2 needs it as a microcode neuron; deploy with --reset zero "
+                              "for --cfg hw")
+        _run_config(cfg, {})
+    procs, sinks, probe, subtractive = _build(meta, layers, data, steps, period, samples)
+    run_cfg = _run_config(cfg, subtractive)
     anchor = procs[-1]
     try:
         anchor.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
