@@ -317,6 +317,7 @@ def test_converted_networks_reach_every_backend(trained_cnn, digits, tmp_path) -
         if name == "cnn":   # the converted network's own reset, kept on Lava
             kept = deploy(path, samples=3, reset="subtract")
             assert kept["emulation_agreement"] == 1.0 and kept["reset"] == "subtract"
+            assert "simulation only" in kept["neuron_model"]
             assert kept["float_accuracy_deployed_reset"] == kept["float_accuracy"]
 
 

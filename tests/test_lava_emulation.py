@@ -79,7 +79,8 @@ def test_emulator_wraps_and_clips_like_lava():
 
 @pytest.mark.parametrize("build, message", [
     (lambda: Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), LIF(), input_shape=(1, 8, 8)), "not supported"),
-    (lambda: Sequential(nn.Linear(4, 3), ALIF(), input_shape=(4,)), "cannot run on Loihi"),
+    (lambda: Sequential(nn.Linear(4, 3), ALIF(), input_shape=(4,)), r"layer 1 \(ALIF\) cannot run on Loihi 2 "
+                                                                   r"through Lava: Lava's adaptive neuron ATRLIF"),
     (lambda: Sequential(nn.Linear(1, MAX_LAYER_NEURONS + 1), LIF(reset="zero"), input_shape=(1,)), "neurons"),
     (lambda: Sequential(nn.Conv2d(MAX_FAN_IN // 9 + 1, 1, 3), LIF(reset="zero"),
                         input_shape=(MAX_FAN_IN // 9 + 1, 3, 3)), "fan-in"),

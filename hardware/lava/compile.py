@@ -48,7 +48,7 @@ from snn.errors import SpikeforgeError
 from snn.graph_network import INPUT, GraphNetwork, network_nodes
 from snn.layers import Add, Concat, Scale
 from snn.network import Sequential
-from snn.neurons import IF, LIF, CubaLIF, Integrator, NeuronLayer
+from snn.neurons import ALIF, IF, LIF, CubaLIF, Integrator, NeuronLayer
 
 # Loihi 2 limits. Intel's Loihi 2 brief (2021): 128 neuromorphic cores per chip, up to 8,192
 # neurons per core, 128 KB synaptic memory per core. A layer may spread over the cores of one
@@ -68,6 +68,11 @@ DENSE_ELEMENT_LIMIT = 2 ** 26  # dense matrices above this are refused (memory),
 
 SUPPORTED_NEURONS = (IF, LIF, CubaLIF, Integrator)
 RESETS = ("zero", "subtract")  # compile_network's reset: Loihi's zero reset everywhere, or keep subtraction
+# Why ALIF is refused: lava-nc 0.10.0's adaptive neuron (lava/proc/atrlif/process.py) differs from ours.
+ALIF_MISMATCH = ("Lava's adaptive neuron ATRLIF does not reproduce ALIF's equations: it never resets v but adds a "
+                 "refractory state r += 2 theta[t] on a spike and tests (v - r) >= theta (ALIF: v > theta_t, then a "
+                 "zero or subtract reset), and it decays its threshold before the test, theta_0 + rho (theta - "
+                 "theta_0), where ALIF tests theta + gamma a[t-1]")
 # The affine layers compiled and tested here: a subset of hardware.graph.AFFINE_LAYERS.
 AFFINE = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
           nn.Dropout, nn.Identity, Scale, Add, Concat)
@@ -202,6 +207,9 @@ class LoihiNetwork:
 def _check_layer(name: str, layer: nn.Module) -> None:
     label = layer_label(name, layer)
     if isinstance(layer, NeuronLayer):
+        if isinstance(layer, ALIF):
+            raise SpikeforgeError(f"{label} cannot run on Loihi 2 through Lava: {ALIF_MISMATCH}; replace it by LIF "
+                                  "and retrain")
         if not isinstance(layer, SUPPORTED_NEURONS):
             raise SpikeforgeError(f"{label} cannot run on Loihi 2 through Lava's LIF: only IF, LIF, "
                                   "CubaLIF and an Integrator readout compile; replace it and retrain")

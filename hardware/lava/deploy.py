@@ -8,8 +8,10 @@ to back with per-layer resets) and in the emulation, and reports ``lava_accuracy
 subtract reset made Loihi's zero reset, unless ``reset="subtract"`` kept them; what Lava
 should match up to quantisation), ``emulation_accuracy``,
 ``emulation_agreement`` (fraction of samples whose every spike, in every layer, and readout
-membrane equal the emulation's), ``samples``, ``timesteps``, spike counts per layer and the
-quantisation report.
+membrane equal the emulation's), ``samples``, ``timesteps``, ``reset`` and ``neuron_model`` (which
+LIF model ran: Lava's, or our subtractive one, labelled as running in Lava's simulation only),
+``netx_compatible`` (whether lava-dl's netx reader describes the file fully), spike counts per
+layer and the quantisation report.
 
 Any network of the toolkit deploys: a chain (``snn train``) or a graph with residual
 additions and concatenations (``snn convert``); see :mod:`hardware.lava.compile`.
@@ -41,6 +43,12 @@ from snn import data
 from snn.errors import SpikeforgeError
 from snn.neurons import NeuronLayer
 from snn.training import load_trained
+
+NEURON_MODELS = {
+    "zero": "Lava's LIF (PyLifModelBitAcc; Loihi 2's zero reset)",
+    "subtract": "spikeforge's subtractive LIF (a subclass of Lava's PyLifModelBitAcc) for the layers that reset by "
+                "subtraction: Lava's simulation only; silicon needs a custom neuron program",
+}
 
 
 def with_loihi_reset(model: nn.Module) -> nn.Module:
@@ -98,7 +106,7 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
 
     return {
         "backend": "lava", "run_config": "Loihi2SimCfg(select_tag='fixed_pt')" if cfg == "sim" else "Loihi2HwCfg",
-        "samples": int(len(y)), "timesteps": task.timesteps, "reset": reset,
+        "samples": int(len(y)), "timesteps": task.timesteps, "reset": reset, "neuron_model": NEURON_MODELS[reset],
         "netx_compatible": net.netx_compatible,
         "lava_accuracy": acc(readout(lava.spikes, lava.membrane)),
         "float_accuracy": acc(float_out),
