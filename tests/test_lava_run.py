@@ -193,3 +193,40 @@ def test_residual_graph_with_charged_layers_matches_the_emulation(mode, reset, t
         np.testing.assert_array_equal(lava.spikes[name], spikes, err_msg=f"layer {name}")
     for name, v in expected_v.items():
         np.testing.assert_array_equal(lava.membrane[name], v)
+
+
+def test_recurrent_layer_matches_the_emulation_in_one_run():
+    """The recurrent weights are a Dense from the layer's spikes to its own input: Lava's one-step
+    synapse delivers W s[t-1], the contract's recurrence, with nothing added."""
+    torch.manual_seed(7)
+    model = Sequential(nn.Linear(12, 16), LIF(beta=0.9, reset="zero", recurrent_features=16), nn.Linear(16, 4),
+                       Integrator(beta=0.9), input_shape=(12,)).eval()
+    with torch.no_grad():
+        model[0].weight.mul_(2.0)
+        model[1].recurrent.weight.normal_(0, 0.4)
+    net = compile_network(model)
+    assert net.recurrent == ["1"] and [c.source for c in net.layers[0].connections] == ["input", "1"]
+    q = net.quantise_input(torch.rand(STEPS, 1, 12))
+    em = emulate(net, q, delay=True)
+    lava = run_in_lava(net, q[:, 0].numpy(), mode="single")
+    assert em.spikes["1"].sum() > 0
+    np.testing.assert_array_equal(lava.spikes["1"], em.spikes["1"][:, 0].numpy())
+    np.testing.assert_array_equal(lava.membrane["3"], em.membrane["3"][:, 0].numpy())
+    # streamed: one silent step after each sample (an inhibiting charge) keeps the samples apart
+    assert net.layers[0].gap_charge > 0 and not net.stream_refusal()
+    steps, samples = 12, 4
+    q = net.quantise_input(torch.rand(steps, samples, 12))
+    em = emulate(net, q, delay=False)   # every sample from rest, s[-1] = 0: the contract
+    lava = run_in_lava(net, q.transpose(0, 1).numpy(), mode="stream", steps_per_sample=steps)
+    assert em.spikes["1"][-1].sum() > 0   # spikes at the end of samples that would leak without the gap
+    np.testing.assert_array_equal(lava.spikes["1"], em.spikes["1"].transpose(0, 1).numpy())
+    np.testing.assert_array_equal(lava.membrane["3"], em.membrane["3"].transpose(0, 1).numpy())
+
+
+def test_recurrent_layer_that_cannot_be_kept_silent_is_not_streamed():
+    model = Sequential(nn.Linear(6, 5), CubaLIF(alpha=0.5, beta=0.9, reset="zero", recurrent_features=5),
+                       input_shape=(6,)).eval()
+    net = compile_network(model)
+    assert "a current that decays (CubaLIF)" in net.stream_refusal()
+    with pytest.raises(SpikeforgeError, match=r"layer 1 is recurrent with a current that decays .*mode='single'"):
+        run_in_lava(net, np.zeros((2, 4, 6), dtype=np.int32), mode="stream", steps_per_sample=4)

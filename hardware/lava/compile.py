@@ -28,9 +28,13 @@ reset and the change is listed in the report (``strict=True`` refuses it instead
 ``reset="subtract"`` such a layer keeps its reset: ``v -= vth << 6`` on a spike, run by our
 subtractive LIF process model (:mod:`hardware.lava.runner`: Lava's bit-accurate LIF with
 ``reset_voltage`` replaced), in Lava's fixed-point simulation; a Loihi 2 chip needs the same
-neuron as microcode (``--cfg hw`` refuses it until then). The non-spiking
-``Integrator`` readout becomes a LIF with ``du = 4095`` (no current memory), the largest
-threshold and its membrane read every step.
+neuron as microcode (``--cfg hw`` refuses it until then).
+
+A recurrent layer's weights become a ``Dense`` from its spikes to its own input (Lava's
+one-step synapse delivers ``W s[t-1]``, the contract's recurrence); see :func:`_gap_charge`
+for how streamed samples are kept apart. The non-spiking ``Integrator`` readout becomes a
+LIF with ``du = 4095`` (no current memory), the largest threshold and its membrane read
+every step.
 """
 
 from __future__ import annotations
@@ -127,6 +131,8 @@ class LoihiLayer:
     depth: int = 1
     v_init_mant: int = 0
     relay: bool = False           # added by the compiler to delay a skip path (not a layer of the network)
+    gap_charge: int = 0           # recurrent layer: the inhibition of its silent step between streamed samples
+    stream_refusal: str = ""      # recurrent layer that cannot be kept silent there: why
     reset: str = "zero"           # "subtract": v -= vth << 6 on a spike (our subtractive LIF process model)
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -194,6 +200,15 @@ class LoihiNetwork:
         network fully."""
         return self.is_chain() and not any(layer.v_init_mant or layer.reset != "zero" for layer in self.layers)
 
+    def stream_refusal(self) -> str:
+        """Why samples of this network cannot be streamed back to back ("" when they can)."""
+        return next((layer.stream_refusal for layer in self.layers if layer.stream_refusal), "")
+
+    @property
+    def recurrent(self) -> list[str]:
+        """Names of the layers with a connection from their own spikes (recurrent layers)."""
+        return [layer.name for layer in self.layers if any(c.source == layer.name for c in layer.connections)]
+
     @property
     def depth(self) -> int:
         """Steps a sample's first input takes to reach the deepest layer (one per connection)."""
@@ -213,9 +228,9 @@ def _check_layer(name: str, layer: nn.Module) -> None:
         if not isinstance(layer, SUPPORTED_NEURONS):
             raise SpikeforgeError(f"{label} cannot run on Loihi 2 through Lava's LIF: only IF, LIF, "
                                   "CubaLIF and an Integrator readout compile; replace it and retrain")
-        if getattr(layer, "recurrent", None) is not None:
-            raise SpikeforgeError(f"{label} is recurrent; the Loihi compiler here handles feed-forward "
-                                  "networks only; set recurrent_features=None")
+        if getattr(layer, "recurrent", None) is not None and isinstance(layer, Integrator):
+            raise SpikeforgeError(f"{label} is a recurrent readout; an Integrator readout compiles without "
+                                  "recurrence only; set recurrent_features=None")
         return
     if type(layer) not in AFFINE:
         raise SpikeforgeError(f"{label} is not supported on Loihi 2: only "
@@ -363,6 +378,59 @@ def _connections(segment: Segment, depths: dict[str, int]
         weight = dict(projections)[source]
         out.append(_FloatConnection(source, "dense", shape, weight.toarray().T, delay))
     return out, segment.offset(), False, relays
+
+
+def _recurrent_connection(segment: Segment) -> list[_FloatConnection]:
+    """The layer's recurrent weights as a ``Dense`` from its own spikes to its own input.
+
+    Lava's synapse sends the previous step's accumulation, so the layer receives ``W s[t-1]``
+    at step t: the contract's ``x[t] + W s[t-1]`` exactly, with no extra delay.
+    """
+    recurrent = getattr(segment.neuron, "recurrent", None)
+    if recurrent is None:
+        return []
+    if len(segment.shape) != 1:
+        raise SpikeforgeError(f"{segment.label} is recurrent over the last of its {len(segment.shape)} feature "
+                              "dimensions; Loihi's recurrent Dense connects flat layers only; flatten before it")
+    weight = recurrent.weight.detach().double().cpu().numpy().copy()
+    return [_FloatConnection(segment.name, "dense", segment.shape, weight, 0)]
+
+
+def _gap_charge(layer: LoihiLayer) -> tuple[int, str]:
+    """``(M, "")``: the charge that keeps a recurrent layer silent in the step between two streamed
+    samples, so that none of its spikes reaches the next sample through its recurrent synapses;
+    ``(0, why)`` when no charge can.
+
+    At that step a zero-reset layer with du = 4095 holds ``v <= vth << 6`` and receives
+    ``a + bias`` with ``a`` between the sums of the negative and of the positive weights of its
+    spiking sources (the input is zero there), so ``M = max(positive sum + bias)`` keeps
+    ``v <= vth << 6``, and ``u = (a - M) << 6`` must not wrap its 24 bits: ``M - min(negative
+    sum) < 2^17``. The next window starts with a reset, so nothing of the charge remains.
+    """
+    if layer.reset != "zero" or layer.du != DECAY_MAX:
+        what = "a subtract reset" if layer.reset != "zero" else "a current that decays (CubaLIF)"
+        return 0, (f"layer {layer.name} is recurrent with {what}, which a one-step inhibition cannot keep silent "
+                   "between streamed samples")
+    positive, negative = np.zeros(layer.size), np.zeros(layer.size)
+    for c in layer.connections:
+        if c.source == INPUT:   # the input is zero between samples
+            continue
+        w = c.weight.astype(np.float64)
+        if c.kind == "conv":
+            per_channel = w.reshape(w.shape[0], -1)
+            repeat = layer.size // w.shape[0]
+            positive += np.repeat(np.clip(per_channel, 0, None).sum(1), repeat)
+            negative += np.repeat(np.clip(per_channel, None, 0).sum(1), repeat)
+        else:
+            positive += np.clip(w, 0, None).sum(1)
+            negative += np.clip(w, None, 0).sum(1)
+    bias = layer.bias_mant.reshape(-1).astype(np.float64)
+    charge = int(max(1.0, float((positive + np.clip(bias, 0, None)).max())))
+    if charge - float(negative.min()) >= 2 ** 17:
+        return 0, (f"layer {layer.name} is recurrent with synapses that can bring {charge - negative.min():.0f} "
+                   "activation units in one step, more than a one-step inhibition can cancel within Loihi's 24-bit "
+                   "current (2^17)")
+    return charge, ""
 
 
 def _relay_layer(relay: _Relay) -> LoihiLayer:
@@ -580,7 +648,10 @@ def compile_network(model: Sequential | GraphNetwork, input_shape: Sequence[int]
         raise SpikeforgeError(f"unknown reset {reset!r}; choose one of {', '.join(RESETS)}")
     first_shape, segments = split_network(model, input_shape, backend="Loihi", check=_loihi_check(model))
     depths = {INPUT: 0, **{segment.name: segment.depth for segment in segments}}
-    planned = [(segment, *_connections(segment, depths)) for segment in segments]
+    planned = []
+    for segment in segments:
+        conns, offset, per_channel, relays = _connections(segment, depths)
+        planned.append((segment, conns + _recurrent_connection(segment), offset, per_channel, relays))
     reading_input = [(segment.neuron, c.weight, b) for segment, conns, b, _, _ in planned for c in conns
                      if c.source == INPUT]
     levels = min((input_levels(*args) for args in reading_input), default=INPUT_LEVELS)
@@ -596,6 +667,8 @@ def compile_network(model: Sequential | GraphNetwork, input_shape: Sequence[int]
             notes.append(f"{segment.label}: a skip path delayed by {len(relays)} relay population(s) "
                          f"({', '.join(r.name for r in relays)}) to meet the longer path")
         layers.append(_layer(segment, conns, b, per_channel, levels, strict, notes, reset))
+        if any(c.source == segment.name for c in conns):
+            layers[-1].gap_charge, layers[-1].stream_refusal = _gap_charge(layers[-1])
     return LoihiNetwork(first_shape, layers, input_levels=levels, notes=notes)
 
 

@@ -50,6 +50,9 @@ def run_in_lava(net: LoihiNetwork, q: np.ndarray, mode: str = "single", steps_pe
                 cfg: str = "sim", timeout: float = DEFAULT_TIMEOUT_S) -> LavaResult:
     """Run quantised input ``q`` (``[T, ...]`` single, ``[S, T, ...]`` stream) on real Lava processes."""
     import time
+    if mode == "stream" and net.stream_refusal():
+        raise SpikeforgeError(f"{net.stream_refusal()}; its last spikes of one sample would reach the next; run one "
+                              "sample per Lava run (mode='single') or use LIF with reset='zero'")
     python = lava_python()
     with tempfile.TemporaryDirectory(prefix="spikeforge-lava-") as tmp:
         folder = Path(tmp)

@@ -19,7 +19,8 @@ with a longer one): with ``delay=True`` a layer at step t sees its source's outp
 ``t - 1 - delay`` (and zeros before), which is what one continuous Lava run produces. With
 ``delay=False`` every layer sees step t of its sources: the per-sample window a
 reset-streamed Lava run produces (``LIFReset`` with a per-layer reset offset at its depth;
-see :mod:`hardware.lava.runner`). A layer that starts charged receives ``v_init_mant`` once,
+see :mod:`hardware.lava.runner`). A recurrent layer's connection from itself carries
+``W s[t-1]`` in both modes. A layer that starts charged receives ``v_init_mant`` once,
 in the step its sample's first input arrives (step ``depth``; step 0 of a window).
 
 Batched over samples, device-agnostic (CPU or CUDA). Integer sums are exact: they run in
@@ -133,7 +134,10 @@ def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
     with torch.no_grad():
         for layer in net.layers:
             a = torch.zeros(steps, batch, layer.size, dtype=torch.long, device=dev)
+            recurrent = [_Connection(c, dev, 1) for c in layer.connections if c.source == layer.name]
             for c in layer.connections:
+                if c.source == layer.name:
+                    continue
                 h = outputs[c.source]
                 part = _Connection(c, dev, max(largest[c.source], 1))(h.reshape(steps * batch, *h.shape[2:]))
                 a = a + _delayed(part.reshape(steps, batch, -1), 1 + c.delay if delay else 0)
@@ -145,8 +149,12 @@ def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
             u = torch.zeros(batch, layer.size, dtype=torch.long, device=dev)
             v = torch.zeros_like(u)
             out, vs = [], []
+            s = torch.zeros(batch, layer.size, dtype=torch.bool, device=dev)
             for t in range(steps):
-                s, u, v = _lif_step(a[t], u, v, layer, bias)
+                a_t = a[t]
+                for conn in recurrent:   # W s[t-1]: Lava's one-step synapse from the layer to itself
+                    a_t = a_t + conn(s.long())
+                s, u, v = _lif_step(a_t, u, v, layer, bias)
                 out.append(s)
                 if layer.readout:
                     vs.append(v)

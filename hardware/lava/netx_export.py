@@ -81,7 +81,7 @@ def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
                         "weight_exp": layer.weight_exp, "graded_input": layer.graded_input,
                         "stride": list(layer.stride), "padding": list(layer.padding),
                         "dilation": list(layer.dilation), "groups": layer.groups, "depth": layer.depth,
-                        "v_init_mant": layer.v_init_mant, "reset": layer.reset,
+                        "v_init_mant": layer.v_init_mant, "reset": layer.reset, "gap_charge": layer.gap_charge,
                         "connections": [_connection_meta(c) for c in layer.connections]}
                        for layer in net.layers]}
     with atomic_path(path) as tmp:

@@ -21,7 +21,11 @@ which needs lava-loihi).
 (S*T + D steps for a network of depth D) and a layer at depth d (steps from the input along
 its longest path, one per connection) is reset to rest at every step with
 ``time_step % T == (d + 1) % T`` (``LIFReset``): exactly when its first input of a sample
-arrives. The result holds, per layer, the spikes of each sample's window ``[S, T, N]``.
+arrives. The result holds, per layer, the spikes of each sample's window ``[S, T, N]``. A
+network with recurrent layers gets one silent step after each sample (period P = T + 1): a
+recurrent layer is sent an inhibiting charge ``-gap_charge`` for its gap step, large enough
+that it cannot fire there, so no spike of one sample reaches the next through its recurrent
+synapses (the compiler bounds the charge; :mod:`hardware.lava.compile`).
 
 The result file (``.npz``, written atomically) holds ``spikes/<name>`` ([T, N] or
 [S, T, N], neurons in torch order C, H, W), ``membrane/<name>`` for the readout, and
@@ -119,9 +123,11 @@ def _connection(c: dict, whc_target: bool, shape: list[int]):
     return conn, (conn.a_out.reshape(_whc(shape)) if whc_target else conn.a_out)
 
 
-def _charge_times(spec: dict, steps: int, period: int | None, samples: int | None) -> list[int]:
-    """Source steps at which a layer that starts charged is sent its charge (it arrives one step later)."""
-    first = spec["depth"] - 1
+def _charge_times(spec: dict, steps: int, period: int | None, samples: int | None, offset: int = 0) -> list[int]:
+    """Source steps at which a layer is sent a charge ``offset`` steps into each window (it arrives one
+    step later): its starting charge (offset 0) or, for a recurrent layer, the inhibition of the gap
+    step after each window (offset T)."""
+    first = spec["depth"] - 1 + offset
     starts = [first] if period is None else [k * period + first for k in range(samples)]
     return [t for t in starts if t < steps]
 
@@ -146,7 +152,7 @@ def _subtractive_models() -> dict:
 
 
 def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period: int | None,
-           samples: int | None = None):
+           samples: int | None = None, window: int | None = None):
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
@@ -178,15 +184,19 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
             lif = LIFReset(**common, reset_interval=period, reset_offset=(spec["depth"] + 1) % period)
         if spec.get("reset", "zero") == "subtract":
             subtractive[lif] = _subtractive_models()[type(lif)]
+        ports[spec["name"]] = (lif.s_out, whc, shape)   # a recurrent layer reads itself
         for c in spec["connections"]:
             port, port_whc, port_shape = ports[c["source"]]
             conn, out = _connection(c, whc, shape)
             _adapt(port, port_whc, port_shape, c["kind"]).connect(conn.s_in)
             out.connect(lif.a_in)
             procs.append(conn)
-        if spec["v_init_mant"]:
+        gap = spec.get("gap_charge", 0) if period is not None else 0
+        if spec["v_init_mant"] or gap:
             charge = np.zeros((1, steps), dtype=np.int32)
             charge[0, _charge_times(spec, steps, period, samples)] = spec["v_init_mant"]
+            if gap:
+                charge[0, _charge_times(spec, steps, period, samples, window)] = -gap
             charger = Source(data=charge)
             feed = Dense(weights=np.ones((int(np.prod(shape)), 1), dtype=np.int32), num_message_bits=24)
             charger.s_out.connect(feed.s_in)
@@ -227,13 +237,15 @@ def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_samp
     meta, layers = _read(net_path)
     data = np.load(input_path)
     if mode == "single":
-        steps, period, depth, samples = data.shape[0], None, 0, None
+        steps, period, depth, samples, window = data.shape[0], None, 0, None, None
     else:
         if data.ndim < 2 or not steps_per_sample or data.shape[1] != steps_per_sample:
             raise RunnerError(f"stream input must be [S, T, ...] with T = --steps-per-sample, got {data.shape}")
         samples, depth = data.shape[0], max(spec["depth"] for spec in layers)
+        gap = int(any(spec.get("gap_charge", 0) for spec in layers))   # one silent step between samples
+        data = np.concatenate([data, np.zeros((samples, gap, *data.shape[2:]), data.dtype)], axis=1)
         data = np.concatenate([data.reshape(-1, *data.shape[2:]), np.zeros((depth, *data.shape[2:]), data.dtype)])
-        steps, period = data.shape[0], steps_per_sample
+        steps, window, period = data.shape[0], steps_per_sample, steps_per_sample + gap
     if tuple(data.shape[1:]) != tuple(meta["input_shape"]):
         raise RunnerError(f"input feature shape {data.shape[1:]} does not match the network's {meta['input_shape']}")
     if cfg == "hw":   # refused before anything is built
@@ -242,7 +254,7 @@ def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_samp
                               "Lava's simulator; Loihi 2 needs it as a microcode neuron; deploy with --reset zero "
                               "for --cfg hw")
         _run_config(cfg, {})
-    procs, sinks, probe, subtractive = _build(meta, layers, data, steps, period, samples)
+    procs, sinks, probe, subtractive = _build(meta, layers, data, steps, period, samples, window)
     run_cfg = _run_config(cfg, subtractive)
     anchor = procs[-1]
     try:
@@ -259,14 +271,14 @@ def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_samp
     result: dict[str, np.ndarray] = {}
     depth = {spec["name"]: spec["depth"] for spec in layers}
     for name, s in raw.items():
-        if samples is not None:     # window of sample k for a layer at depth d starts at k*T + d
+        if samples is not None:     # window of sample k for a layer at depth d starts at k*P + d
             d = depth[name]
-            s = np.stack([s[k * period + d: k * period + d + period] for k in range(samples)])
+            s = np.stack([s[k * period + d: k * period + d + window] for k in range(samples)])
         result[f"spikes/{name}"] = s.astype(np.uint8)
     for name, v in membrane.items():
         if samples is not None:
             d = depth[name]
-            v = np.stack([v[k * period + d: k * period + d + period] for k in range(samples)])
+            v = np.stack([v[k * period + d: k * period + d + window] for k in range(samples)])
         result[f"membrane/{name}"] = v.astype(np.int64)
     counts = {name[len("spikes/"):]: int(s.sum()) for name, s in result.items() if name.startswith("spikes/")}
     result["counts"] = np.array(json.dumps(counts))
