@@ -202,14 +202,18 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int
     raise SpikeforgeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-def check_input_shape(expected: Sequence[int] | None, split: DatasetSplit) -> None:
-    """Raise unless a model that reads samples of shape ``expected`` can read ``split``'s.
+def check_input_shape(expected: Sequence[int] | None, split: DatasetSplit,
+                      step_shape: Sequence[int] | None = None) -> None:
+    """Raise unless a model that reads steps of shape ``expected`` can read ``split``'s samples.
 
-    ``expected`` is ``None`` for a model that does not declare its input shape (nothing to check).
+    ``step_shape`` is one encoded step of a sample (the task's ``Task.step_shape``; default: the
+    sample's own shape). ``expected`` is ``None`` for a model that does not declare its input
+    shape (nothing to check).
     """
-    if expected is not None and tuple(expected) != tuple(split.input_shape):
-        raise SpikeforgeError(f"model expects input {tuple(expected)} but dataset {split.name} has "
-                              f"{tuple(split.input_shape)}; pick the dataset it was trained on")
+    have = tuple(split.input_shape if step_shape is None else step_shape)
+    if expected is not None and tuple(expected) != have:
+        raise SpikeforgeError(f"model expects input {tuple(expected)} but dataset {split.name} gives {have} per step; "
+                              "pick the dataset (and encoder) it was trained on")
 
 
 def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,

@@ -23,6 +23,10 @@ direct (current injection)::
 
     s[t] = x                                       for every t
 
+rows (an image read as a sequence, one row after another: a temporal task)::
+
+    s[t] = x[..., floor(t H / T), :]  flattened      x of shape [B, (C,) H, W], T a multiple of H
+
 Outputs follow the input's device and (floating) dtype; integer or boolean inputs give
 the default float dtype.
 """
@@ -38,7 +42,7 @@ from snn.errors import SpikeforgeError
 from snn.validation import check_finite, check_time_major, check_timesteps
 
 __all__ = [
-    "rate", "latency", "delta", "direct",
+    "rate", "latency", "delta", "direct", "rows",
     "RateEncoder", "LatencyEncoder", "DeltaEncoder", "DirectEncoder",
 ]
 
@@ -163,6 +167,29 @@ def delta(x: torch.Tensor, threshold: float = 0.1, off_spikes: bool = True) -> t
         out[t] = on.to(x.dtype) - off.to(x.dtype) if off_spikes else on.to(x.dtype)
         reference = torch.where(on | off, x[t], reference)
     return out
+
+
+def rows(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Rows coding: the image's H rows are the steps, each shown for ``T / H`` steps, as current.
+
+    ``x`` is ``[B, C, H, W]`` or ``[B, H, W]``; returns ``[T, B, C * W]``: step t holds row
+    ``floor(t H / T)`` of every channel, flattened channel-major. The network then sees one
+    row at a time and must remember the rest (a recurrent layer's task).
+    """
+    timesteps = check_timesteps(timesteps)
+    x = _check_tensor(x)
+    if x.dim() not in (3, 4):
+        raise SpikeforgeError(f"the rows encoder reads images [B, C, H, W] or [B, H, W], got {tuple(x.shape)}")
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    batch, channels, height, width = x.shape
+    if timesteps % height:
+        raise SpikeforgeError(f"the rows encoder shows each of the image's {height} rows for T / {height} steps; "
+                              f"--timesteps must be a multiple of {height}, got {timesteps}")
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    sequence = x.permute(2, 0, 1, 3).reshape(height, batch, channels * width)
+    return sequence.repeat_interleave(timesteps // height, dim=0)
 
 
 def direct(x: torch.Tensor, timesteps: int) -> torch.Tensor:

@@ -4,6 +4,8 @@ Both end in a non-spiking :class:`~snn.neurons.Integrator` whose membrane is the
 score, and take direct (current) input ``[T, B, C, H, W]``.
 
 - ``mlp``: Flatten -> [Linear -> neuron] x len(hidden) -> Linear -> Integrator
+- ``rnn``: Flatten -> Linear -> neuron with recurrent weights (x[t] + W s[t-1]) -> Linear -> Integrator
+  (a temporal task: ``--encoder rows``)
 - ``cnn``: [Conv3x3 -> BatchNorm -> neuron -> AvgPool2] x 2 -> Flatten -> Linear -> neuron
   -> Linear -> Integrator (the digits CNN of the conversion work, with neurons for ReLUs)
 """
@@ -44,6 +46,16 @@ def build_mlp(input_shape: Sequence[int], num_classes: int, neuron: str = "lif",
     return Sequential(*layers, input_shape=input_shape)
 
 
+def build_rnn(input_shape: Sequence[int], num_classes: int, neuron: str = "lif", hidden: int = 128,
+              **neuron_kwargs: Any) -> Sequential:
+    """A recurrent spiking layer over a sequence (``--encoder rows``): Linear -> neuron with
+    ``x[t] + W s[t-1]`` -> Linear -> Integrator."""
+    width = math.prod(input_shape)
+    recurrent = _neuron(neuron, {**neuron_kwargs, "recurrent_features": hidden})
+    return Sequential(nn.Flatten(), nn.Linear(width, hidden), recurrent, nn.Linear(hidden, num_classes), Integrator(),
+                      input_shape=input_shape)
+
+
 def build_cnn(input_shape: Sequence[int], num_classes: int, neuron: str = "lif",
               channels: Sequence[int] = (32, 64), hidden: int = 128, **neuron_kwargs: Any) -> Sequential:
     if len(input_shape) != 3:
@@ -64,11 +76,13 @@ def build_cnn(input_shape: Sequence[int], num_classes: int, neuron: str = "lif",
 
 def build_model(arch: str, input_shape: Sequence[int], num_classes: int, neuron: str = "lif",
                 **kwargs: Any) -> Sequential:
-    """Build ``arch`` (``mlp`` or ``cnn``) with ``neuron`` (``if``, ``lif``, ``cuba``, ``alif``)."""
+    """Build ``arch`` (``mlp``, ``cnn`` or ``rnn``) with ``neuron`` (``if``, ``lif``, ``cuba``, ``alif``)."""
     if neuron not in NEURONS_BY_FLAG:
         raise SpikeforgeError(f"unknown neuron {neuron!r}; choose one of {', '.join(NEURONS_BY_FLAG)}")
     if arch == "mlp":
         return build_mlp(input_shape, num_classes, neuron, **kwargs)
     if arch == "cnn":
         return build_cnn(input_shape, num_classes, neuron, **kwargs)
+    if arch == "rnn":
+        return build_rnn(input_shape, num_classes, neuron, **kwargs)
     raise SpikeforgeError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

@@ -5,11 +5,13 @@ key list of a table in the module that owns the thing named (the tests check the
 
 - :data:`DATASETS`: :func:`snn.data.load_dataset`'s datasets;
 - :data:`ARCHITECTURES`: :func:`snn.models.build_model`'s architectures;
+- :data:`ENCODERS`: :data:`snn.training.ENCODERS`;
 - :data:`NEURON_FLAGS`: the keys of :data:`snn.neurons.NEURONS_BY_FLAG`, in its order.
 """
 
 from __future__ import annotations
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
-ARCHITECTURES = ("mlp", "cnn")
+ARCHITECTURES = ("mlp", "cnn", "rnn")
+ENCODERS = ("direct", "rate", "rows")
 NEURON_FLAGS = ("if", "lif", "cuba", "alif")

@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from snn.network import Sequential
 from snn.neurons import Integrator
 from snn.validation import check_timesteps
 
-ENCODERS = ("direct", "rate")
+ENCODERS = ("direct", "rate", "rows")
 READOUTS = ("membrane_mean", "membrane_max", "membrane_last", "count")
 
 
@@ -41,10 +41,10 @@ READOUTS = ("membrane_mean", "membrane_max", "membrane_last", "count")
 class Task:
     """How a static sample becomes a spike-time input, and how outputs become classes.
 
-    ``encoder``: ``direct`` (x repeated over T, current injection) or ``rate``
-    (Bernoulli spikes). ``readout``: ``membrane_*`` for an :class:`Integrator` output
-    (cross-entropy of its mean / max / last membrane) or ``count`` (cross-entropy of
-    spike counts of a spiking output layer).
+    ``encoder``: ``direct`` (x repeated over T, current injection), ``rate``
+    (Bernoulli spikes) or ``rows`` (an image's rows one after another, a temporal task).
+    ``readout``: ``membrane_*`` for an :class:`Integrator` output (cross-entropy of its mean /
+    max / last membrane) or ``count`` (cross-entropy of spike counts of a spiking output layer).
     """
 
     timesteps: int
@@ -65,9 +65,18 @@ class Task:
         readout = "membrane_mean" if neurons and isinstance(neurons[-1], Integrator) else "count"
         return cls(timesteps, encoder, readout)
 
+    def step_shape(self, sample_shape: Sequence[int]) -> tuple[int, ...]:
+        """The feature shape of one step of an encoded sample: the sample's own, or one row (``C * W``)."""
+        shape = tuple(int(d) for d in sample_shape)
+        if self.encoder == "rows":
+            return (shape[0] * shape[-1] if len(shape) == 3 else shape[-1],)
+        return shape
+
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.encoder == "rate":
             return encoders.rate(x, self.timesteps, generator=generator)
+        if self.encoder == "rows":
+            return encoders.rows(x, self.timesteps)
         return encoders.direct(x, self.timesteps)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -84,3 +84,21 @@ def test_demo_writes_report_results_and_plots(tmp_path) -> None:
     assert {"report.md", "results.json", "model.pt", "raster.png", "membrane.png", "training_curves.png"} <= written
     assert json.loads((tmp_path / "demo" / "results.json").read_text())["test_accuracy"] == result["test_accuracy"]
     assert "test accuracy" in (tmp_path / "demo" / "report.md").read_text()
+
+
+def test_a_recurrent_network_on_digit_rows_runs_through_the_verbs(tmp_path) -> None:
+    """--arch rnn --encoder rows: the network reads one 8-pixel row per step; evaluate and Brian2
+    take the per-step shape from the task stored in the checkpoint."""
+    run = snn("train", "--dataset", "digits", "--arch", "rnn", "--encoder", "rows", "--timesteps", "8",
+              "--epochs", "2", "--out", str(tmp_path / "rnn"), "--json")
+    assert run.returncode == 0, run.stderr
+    trained = json.loads(run.stdout)
+    model = str(tmp_path / "rnn" / "model.pt")
+    evaluated = json.loads(snn("evaluate", "--model", model, "--json").stdout)
+    assert evaluated["test_accuracy"] == trained["test_accuracy"] > 0.1
+    brian = snn("simulate", "--model", model, "--backend", "brian2", "--samples", "3", "--compare", "--json")
+    assert brian.returncode == 0, brian.stderr
+    assert json.loads(brian.stdout)["compare"]["match_fraction"] == 1.0
+    bad = snn("train", "--dataset", "digits", "--arch", "rnn", "--encoder", "rows", "--timesteps", "5",
+              "--epochs", "1", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "multiple of 8" in bad.stderr

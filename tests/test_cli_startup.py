@@ -96,8 +96,10 @@ def test_choice_names_agree_with_the_tables_they_name() -> None:
     from hardware.lava.compile import RESETS
     from snn import data, models, names
     from snn.neurons import NEURONS_BY_FLAG
+    from snn.training import ENCODERS
 
     assert tuple(NEURONS_BY_FLAG) == names.NEURON_FLAGS
+    assert names.ENCODERS == ENCODERS
     assert names.DATASETS == ("digits", *data.IDX_DATASETS)  # the datasets load_dataset reads
     for arch in names.ARCHITECTURES:
         assert models.build_model(arch, (1, 8, 8), 10).input_shape == (1, 8, 8)

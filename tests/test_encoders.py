@@ -189,3 +189,15 @@ def test_bad_parameters_rejected():
         RateEncoder(4, gain=-1.0)
     with pytest.raises(SpikeforgeError, match="needs threshold > 0.*linear=True"):
         encoders.latency(torch.rand(3), 4, threshold=0.0)
+
+
+def test_rows_shows_the_image_one_row_at_a_time():
+    x = torch.arange(2 * 1 * 3 * 4, dtype=torch.float32).reshape(2, 1, 3, 4)
+    s = encoders.rows(x, 6)   # 3 rows, each for 2 steps
+    assert s.shape == (6, 2, 4)
+    for t in range(6):
+        assert torch.equal(s[t], x[:, 0, t // 2, :])
+    two_channels = torch.rand(1, 2, 3, 4)
+    assert torch.equal(encoders.rows(two_channels, 3)[1, 0], two_channels[0, :, 1, :].reshape(-1))
+    with pytest.raises(SpikeforgeError, match="multiple of 3"):
+        encoders.rows(x, 4)

@@ -71,11 +71,11 @@ def simulate(model_path: str, backend: str = "brian2", dataset: str = "digits", 
     if timesteps is not None:
         task = dataclasses.replace(task, timesteps=timesteps)
     split = data.load_dataset(dataset, data_dir, seed=seed)
-    data.check_input_shape(model.input_shape, split)
+    data.check_input_shape(model.input_shape, split, task.step_shape(split.input_shape))
     x, y = split.x_test[:samples], split.y_test[:samples]
     inputs = task.encode(x.double(), torch.Generator().manual_seed(seed)).contiguous().numpy()
 
-    graph = network_graph(model, split.input_shape) if backend == "brian2" else None
+    graph = network_graph(model) if backend == "brian2" else None
     start = time.perf_counter()
     if backend == "brian2":
         result = run_discrete(graph, inputs, batch=batch, target=target)

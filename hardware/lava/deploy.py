@@ -75,7 +75,7 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
         task = dataclasses.replace(task, timesteps=timesteps)
     net = compile_network(model, reset=reset)
     split = data.load_dataset(dataset, data_dir, seed=seed)
-    data.check_input_shape(net.input_shape, split)
+    data.check_input_shape(net.input_shape, split, task.step_shape(split.input_shape))
     x, y = split.x_test[:samples], split.y_test[:samples]
     encoded = task.encode(x, torch.Generator().manual_seed(seed))
     q = net.quantise_input(encoded)

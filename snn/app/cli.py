@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 from snn.app.options import add_data_options, add_json_flag, positive_int
 from snn.errors import SpikeforgeError
-from snn.names import ARCHITECTURES, NEURON_FLAGS
+from snn.names import ARCHITECTURES, ENCODERS, NEURON_FLAGS
 
 VERB_GROUP = "spikeforge.verbs"
 HELP_CONSTANT = "VERB_HELP"
@@ -71,7 +71,9 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
                        help="start from this network (snn train's model.pt or snn convert's snn.pt) and fine-tune "
                             "it with surrogate gradients at --timesteps")
     train.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience in epochs")
-    train.add_argument("--encoder", default="direct", choices=["direct", "rate"])
+    train.add_argument("--encoder", default="direct", choices=ENCODERS,
+                       help="direct (current), rate (Bernoulli spikes) or rows (an image's rows as a sequence; "
+                            "with --arch rnn)")
     train.add_argument("--out", required=True, help="output folder (checkpoint, curves, results)")
     train.add_argument("--nproc", type=positive_int, default=1,
                        help="data-parallel processes (DDP: gloo on CPU, NCCL on GPU); --batch-size is the global batch")

@@ -132,12 +132,13 @@ def _starting_point(settings: TrainSettings, split: data.DatasetSplit):
     spikeforge checkpoint, a converted network included) read with its own encoder and readout at
     ``settings.timesteps``."""
     if not settings.init:
-        model = build_model(settings.arch, split.input_shape, split.num_classes, settings.neuron)
+        step = Task(settings.timesteps, settings.encoder).step_shape(split.input_shape)
+        model = build_model(settings.arch, step, split.num_classes, settings.neuron)
         return model, Task.for_model(model, settings.timesteps, settings.encoder)
     start = load_checkpoint(settings.init)
-    data.check_input_shape(start.model.input_shape, split)
     task = Task(settings.timesteps, start.task.get("encoder", settings.encoder),
                 start.task.get("readout") or Task.for_model(start.model, settings.timesteps).readout)
+    data.check_input_shape(start.model.input_shape, split, task.step_shape(split.input_shape))
     return start.model, task
 
 
@@ -146,7 +147,7 @@ def evaluate_checkpoint(path: str | Path, dataset: str = "digits", data_dir: str
     """Test accuracy of a saved model on ``dataset``'s test split."""
     model, task = load_trained(path)
     split = data.load_dataset(dataset, data_dir, seed=seed)
-    data.check_input_shape(model.input_shape, split)
+    data.check_input_shape(model.input_shape, split, task.step_shape(split.input_shape))
     target = resolve_device(device)
     model.to(target)
     accuracy = evaluate(model, task, data.tensor_loader(split.x_test, split.y_test, 256, seed=seed), target)
