@@ -291,7 +291,7 @@ def _order(nodes: dict, edges: list[tuple[str, str]]) -> tuple[str, list[str], d
     dead = [k for k in order if k not in used and k != outputs[0]]
     if dead:
         raise SpikeforgeError(f"NIR node {dead[0]!r} does not lead to the Output; remove it")
-    if inputs[0] in [n for n in order if incoming[n] and n != inputs[0]]:
+    if incoming[inputs[0]]:
         raise SpikeforgeError(f"the NIR graph's Input {inputs[0]!r} has incoming edges")
     return inputs[0], [k for k in order if k != inputs[0]], incoming
 

@@ -167,13 +167,6 @@ class Segment:
             return np.zeros(self.size)
         return _evaluator(self.affine, self.entry)(_zeros(self.sources, self.source_shapes, 1)).reshape(-1).numpy()
 
-    def affine_map(self) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, ...]]:
-        """``(W [n_in, n_out] sparse, b [n_out], shape)`` of a one-source segment."""
-        if len(self.sources) != 1:
-            raise SpikeforgeError(f"{self.label} reads {len(self.sources)} sources; use Segment.projections()")
-        [(_, weight)], bias = self.projections()
-        return weight, bias, self.shape
-
     def start_membrane(self) -> np.ndarray | None:
         """v[-1] per neuron (float64) of a layer that starts charged (``v_init``), None when at rest."""
         v_init = getattr(self.neuron, "v_init", 0.0)
@@ -438,20 +431,6 @@ def affine_projections(affine: Sequence[Node], entry: str, sources: Sequence[str
             weight.eliminate_zeros()
             projections.append((source, weight))
     return projections, offset.numpy().copy()
-
-
-def affine_map(layers: Sequence[nn.Module], in_shape: tuple[int, ...]
-               ) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, ...]]:
-    """``(W [n_in, n_out] sparse, b [n_out], out_shape)`` of a chain of affine layers, exact in float64."""
-    nodes, previous = [], INPUT
-    for index, layer in enumerate(layers):
-        nodes.append(Node(f"l{index}", layer, (previous,)))
-        previous = f"l{index}"
-    out_shape = in_shape
-    for node in nodes:
-        out_shape = _node_shape(node, [out_shape])
-    [(_, weight)], bias = affine_projections(nodes, previous, [INPUT], [in_shape])
-    return weight, bias, out_shape
 
 
 def _per_neuron(value: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:

@@ -52,8 +52,7 @@ def brian2_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
     digits (or the demo's ``--samples``) in Brian2, compared with torch."""
     from hardware.brian2.simulate import simulate
 
-    networks = context.get("networks") or [{"label": "trained SNN", "path": context["results"]["train"]["checkpoint"],
-                                            "timesteps": None}]
+    networks = context["networks"]
     samples = context["options"].get("samples") or DEMO_SAMPLES
     runs = {}
     for network in networks:

@@ -55,8 +55,7 @@ def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
     against the emulation; ``DEMO_SAMPLES`` test digits (or the demo's ``--samples``) shared between them."""
     from hardware.lava.deploy import deploy
 
-    networks = context.get("networks") or [{"label": "trained SNN", "path": context["results"]["train"]["checkpoint"],
-                                            "timesteps": None}]
+    networks = context["networks"]
     samples = max(1, (context["options"].get("samples") or DEMO_SAMPLES) // len(networks))
     runs = {}
     for network in networks:

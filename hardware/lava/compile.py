@@ -157,9 +157,9 @@ class LoihiLayer:
     groups = property(lambda self: self.main.groups)
 
     @property
-    def whc(self) -> bool:
-        """Whether Lava lays the population out as (W, H, C) (its main connection is a convolution)."""
-        return self.main.kind == "conv"
+    def recurrent(self) -> bool:
+        """Whether a connection reads the layer's own spikes."""
+        return any(c.source == self.name for c in self.connections)
 
 
 @dataclass
@@ -207,7 +207,7 @@ class LoihiNetwork:
     @property
     def recurrent(self) -> list[str]:
         """Names of the layers with a connection from their own spikes (recurrent layers)."""
-        return [layer.name for layer in self.layers if any(c.source == layer.name for c in layer.connections)]
+        return [layer.name for layer in self.layers if layer.recurrent]
 
     @property
     def depth(self) -> int:
@@ -331,10 +331,6 @@ class _Relay:
     depth: int
 
 
-def relay_name(source: str, step: int) -> str:
-    return f"{source}_relay{step}"
-
-
 def _connections(segment: Segment, depths: dict[str, int]
                  ) -> tuple[list[_FloatConnection], np.ndarray, bool, list[_Relay]]:
     """The segment's connections in float64, its offset ``b``, whether ``b`` is per output channel,
@@ -365,7 +361,7 @@ def _connections(segment: Segment, depths: dict[str, int]
         if chain is not None and (delay == 0 or source != INPUT):
             reads = source
             for step in range(1, delay + 1):
-                relays.append(_Relay(relay_name(source, step), reads, shape, depths[source] + step))
+                relays.append(_Relay(f"{source}_relay{step}", reads, shape, depths[source] + step))
                 reads = relays[-1].name
             out.append(_FloatConnection(reads, "conv", shape, chain[0], 0, chain[2]))
             continue
@@ -667,7 +663,7 @@ def compile_network(model: Sequential | GraphNetwork, input_shape: Sequence[int]
             notes.append(f"{segment.label}: a skip path delayed by {len(relays)} relay population(s) "
                          f"({', '.join(r.name for r in relays)}) to meet the longer path")
         layers.append(_layer(segment, conns, b, per_channel, levels, strict, notes, reset))
-        if any(c.source == segment.name for c in conns):
+        if layers[-1].recurrent:
             layers[-1].gap_charge, layers[-1].stream_refusal = _gap_charge(layers[-1])
     return LoihiNetwork(first_shape, layers, input_levels=levels, notes=notes)
 

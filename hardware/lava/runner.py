@@ -184,7 +184,7 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
             lif = LIFReset(**common, reset_interval=period, reset_offset=(spec["depth"] + 1) % period)
         if spec.get("reset", "zero") == "subtract":
             subtractive[lif] = _subtractive_models()[type(lif)]
-        ports[spec["name"]] = (lif.s_out, whc, shape)   # a recurrent layer reads itself
+        ports[spec["name"]] = (lif.s_out, whc, shape)   # before its connections: a recurrent layer reads itself
         for c in spec["connections"]:
             port, port_whc, port_shape = ports[c["source"]]
             conn, out = _connection(c, whc, shape)
@@ -210,7 +210,6 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
             monitor.probe(lif.v, steps)
             monitor_target = (lif, spec)
         procs.append(lif)
-        ports[spec["name"]] = (lif.s_out, whc, shape)
     return procs, sinks, (monitor, monitor_target) if monitor is not None else None, subtractive
 
 
