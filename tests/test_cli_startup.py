@@ -94,6 +94,7 @@ def test_choice_names_agree_with_the_tables_they_name() -> None:
     from hardware.brian2.targets import TARGETS
     from hardware.lava import cli as lava_cli
     from hardware.lava.compile import RESETS
+    from hardware.lava.sdn_compile import MESSAGE_BITS
     from snn import data, models, names
     from snn.neurons import NEURONS_BY_FLAG
     from snn.training import ENCODERS
@@ -104,7 +105,7 @@ def test_choice_names_agree_with_the_tables_they_name() -> None:
     for arch in names.ARCHITECTURES:
         assert models.build_model(arch, (1, 8, 8), 10).input_shape == (1, 8, 8)
     assert brian2_cli.BACKENDS == BACKENDS and brian2_cli.TARGETS == TARGETS
-    assert lava_cli.RESETS == RESETS
+    assert lava_cli.RESETS == RESETS and lava_cli.MESSAGE_BITS == MESSAGE_BITS
     assert parse_timesteps(converters_cli.DEFAULT_TIMESTEPS_TEXT) == list(DEFAULT_TIMESTEPS)
 
 

@@ -3,7 +3,9 @@
 ``snn deploy --model PATH --backend lava --dataset digits --samples N [--timesteps T]
 [--reset zero|subtract] [--json]`` runs the job
 :func:`hardware.lava.deploy.deploy` (its docstring lists the keys it reports and the
-compile decisions). Registration imports nothing heavy; the job is imported when it runs.
+compile decisions); with ``--neuron sigma-delta [--message-bits 16|24]`` it runs
+:func:`hardware.lava.sdn_deploy.deploy_sigma_delta` (a converted network as graded-spike
+sigma-delta neurons). Registration imports nothing heavy; the job is imported when it runs.
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ BACKENDS = ("lava",)
 DEMO_SAMPLES = 100
 # The parser's copy of hardware.lava.compile.RESETS, which imports torch (tests/test_cli_startup.py checks they agree).
 RESETS = ("zero", "subtract")
+NEURONS = ("lif", "sigma-delta")
+MESSAGE_BITS = (16, 24)   # hardware.lava.sdn_compile.MESSAGE_BITS
 
 
 def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
-    from hardware.lava.deploy import deploy
     if args.backend not in BACKENDS:
         raise SpikeforgeError(f"unknown backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if args.neuron == "sigma-delta":
+        if args.reset != "zero":
+            raise SpikeforgeError("--reset applies to LIF neurons; sigma-delta neurons have no reset; drop --reset")
+        from hardware.lava.sdn_deploy import deploy_sigma_delta
+        return deploy_sigma_delta(args.model, args.dataset, args.samples, args.data_dir, args.seed, args.cfg,
+                                  args.timeout, timesteps=args.timesteps, message_bits=args.message_bits)
+    from hardware.lava.deploy import deploy
     return deploy(args.model, args.dataset, args.samples, args.data_dir, args.seed, args.cfg, args.timeout,
                   timesteps=args.timesteps, reset=args.reset)
 
@@ -43,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reset", default="zero", choices=RESETS,
                         help="zero: every layer resets to zero (Lava's LIF, runs on any Loihi 2); subtract: layers "
                              "that reset by subtraction keep it (a subtractive LIF model; Lava's simulator only)")
+    parser.add_argument("--neuron", default="lif", choices=NEURONS,
+                        help="lif: spiking LIF neurons (Lava's LIF); sigma-delta: a converted network as Lava's "
+                             "SigmaDelta neurons with graded spikes (its ANN, one message per change; default T 1)")
+    parser.add_argument("--message-bits", type=int, default=16, choices=MESSAGE_BITS,
+                        help="sigma-delta: bits of a graded spike's payload (16: lava-dl's default)")
     parser.add_argument("--cfg", default="sim", choices=("sim", "hw"),
                         help="sim: Loihi2SimCfg fixed_pt on CPU; hw: Loihi2HwCfg (needs lava-loihi)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before the Lava run is stopped")

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from hardware.lava.compile import LoihiNetwork
-from hardware.lava.netx_export import export_netx
+from hardware.lava.netx_export import export_netx, export_sdn
+from hardware.lava.sdn_compile import SigmaDeltaNetwork
 from snn.errors import SpikeforgeError
 
 RUNNER = Path(__file__).with_name("runner.py")
@@ -46,17 +47,26 @@ def lava_python() -> Path:
     return python
 
 
-def run_in_lava(net: LoihiNetwork, q: np.ndarray, mode: str = "single", steps_per_sample: int | None = None,
+def run_in_lava(net: LoihiNetwork | SigmaDeltaNetwork, q: np.ndarray, mode: str = "single",
+                steps_per_sample: int | None = None,
                 cfg: str = "sim", timeout: float = DEFAULT_TIMEOUT_S) -> LavaResult:
-    """Run quantised input ``q`` (``[T, ...]`` single, ``[S, T, ...]`` stream) on real Lava processes."""
+    """Run quantised input ``q`` (``[T, ...]`` single, ``[S, T, ...]`` stream) on real Lava processes.
+
+    A sigma-delta network runs ``single`` only (one continuous run; its messages come back as
+    ``spikes``, the readout's ``act`` as ``membrane``).
+    """
     import time
-    if mode == "stream" and net.stream_refusal():
+    sigma_delta = isinstance(net, SigmaDeltaNetwork)
+    if sigma_delta and mode != "single":
+        raise SpikeforgeError("a sigma-delta network runs as one continuous stream (mode='single'); its neurons "
+                              "have no reset")
+    if not sigma_delta and mode == "stream" and net.stream_refusal():
         raise SpikeforgeError(f"{net.stream_refusal()}; its last spikes of one sample would reach the next; run one "
                               "sample per Lava run (mode='single') or use LIF with reset='zero'")
     python = lava_python()
     with tempfile.TemporaryDirectory(prefix="spikeforge-lava-") as tmp:
         folder = Path(tmp)
-        export_netx(net, folder / "network.net")
+        (export_sdn if sigma_delta else export_netx)(net, folder / "network.net")
         np.save(folder / "input.npy", np.ascontiguousarray(q).astype(np.int32))
         out = folder / "result.npz"
         command = [str(python), str(RUNNER), "--net", str(folder / "network.net"), "--input",

@@ -103,3 +103,32 @@ def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
                 for j, c in enumerate(layer.connections[1:], start=1):
                     extra.create_dataset(f"weight_{index}_{j}", data=c.weight.astype(np.int64))
     return Path(path)
+
+
+SDN_FORMAT = "spikeforge.loihi.sdn"
+
+
+def export_sdn(net, path: str | Path) -> Path:
+    """Write a :class:`~hardware.lava.sdn_compile.SigmaDeltaNetwork` to ``path`` (format ``spikeforge.loihi.sdn``).
+
+    Everything is under the ``spikeforge`` group (netx cannot describe it: its SDNN blocks fix
+    ``state_exp = 6`` for every layer and read the output as a ``Sigma`` without a bias, where
+    this network chooses ``state_exp`` per layer and its readout has one): the meta JSON
+    (per layer: name, shape, relu, vth, state_exp, depth, connections), ``bias_<k>`` and
+    ``weight_<k>_<j>`` for connection j of layer k. Written atomically.
+    """
+    meta = {"format": SDN_FORMAT, "input_levels": net.input_levels, "input_shape": list(net.input_shape),
+            "input_vth": net.input_vth, "message_bits": net.message_bits, "depth": net.depth,
+            "layers": [{"name": layer.name, "kind": layer.kind, "shape": list(layer.shape), "relu": layer.relu,
+                        "readout": index == len(net.layers) - 1, "vth": layer.vth, "state_exp": layer.state_exp,
+                        "depth": layer.depth, "connections": [_connection_meta(c) for c in layer.connections]}
+                       for index, layer in enumerate(net.layers)]}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            extra = f.create_group("spikeforge")
+            extra.attrs["meta"] = json.dumps(meta)
+            for index, layer in enumerate(net.layers):
+                extra.create_dataset(f"bias_{index}", data=layer.bias.astype(np.int64))
+                for j, c in enumerate(layer.connections):
+                    extra.create_dataset(f"weight_{index}_{j}", data=c.weight.astype(np.int64))
+    return Path(path)

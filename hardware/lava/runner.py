@@ -109,7 +109,7 @@ def _connection(c: dict, whc_target: bool, shape: list[int]):
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
 
-    graded = 8 if c["graded"] else 0
+    graded = int(c.get("message_bits") or (8 if c["graded"] else 0))
     if c["kind"] == "conv":
         w = c["weight"][:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
         conn = Conv(weight=np.ascontiguousarray(w).astype(np.int32), input_shape=_whc(c["in_shape"]),
@@ -213,6 +213,114 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
     return procs, sinks, (monitor, monitor_target) if monitor is not None else None, subtractive
 
 
+def _read_sdn(path: str) -> tuple[dict, list[dict]] | None:
+    """A sigma-delta file's meta and layers (weights and biases attached), or None for a LIF file."""
+    try:
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f["spikeforge"].attrs["meta"])
+            if meta.get("format") != "spikeforge.loihi.sdn":
+                return None
+            layers = []
+            for k, spec in enumerate(meta["layers"]):
+                spec = dict(spec, bias=np.asarray(f["spikeforge"][f"bias_{k}"][()], dtype=np.int64))
+                spec["connections"] = [dict(c, message_bits=meta["message_bits"],
+                                            weight=np.asarray(f["spikeforge"][f"weight_{k}_{j}"][()], dtype=np.int64))
+                                       for j, c in enumerate(spec["connections"])]
+                layers.append(spec)
+    except (OSError, KeyError, ValueError) as error:
+        raise RunnerError(f"{path} is not a spikeforge Loihi file ({error}); export it with hardware.lava.netx_export"
+                          ) from error
+    return meta, layers
+
+
+def _build_sdn(meta: dict, layers: list[dict], data: np.ndarray, steps: int):
+    """Sigma-delta processes: RingBuffer -> Delta encoder -> (Dense | Conv -> SigmaDelta) per layer, a sink on
+    every encoder and neuron (graded messages) and a Monitor on the readout's ``act``."""
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.monitor.process import Monitor
+    from lava.proc.sdn.process import ActivationMode, Delta, SigmaDelta
+
+    in_shape = meta["input_shape"]
+    input_whc = len(in_shape) == 3 and layers[0]["kind"] == "conv"
+    if input_whc:
+        src_data = data.reshape(steps, *in_shape).transpose(3, 2, 1, 0)
+    else:
+        src_data = data.reshape(steps, -1).T
+    source = Source(data=np.ascontiguousarray(src_data).astype(np.int32))
+    in_lava_shape = _whc(in_shape) if input_whc else (int(np.prod(in_shape)),)
+    encoder = Delta(shape=in_lava_shape, vth=int(meta["input_vth"]), spike_exp=0, state_exp=0)
+    source.s_out.connect(encoder.a_in)
+    ports = {"input": (encoder.s_out, input_whc, in_shape)}
+    sinks = {"input": (Sink(shape=in_lava_shape, buffer=steps), {"kind": "conv" if input_whc else "dense"})}
+    encoder.s_out.connect(sinks["input"][0].a_in)
+    procs, probe = [source, encoder], None
+    for spec in layers:
+        shape = spec["shape"]
+        whc = spec["kind"] == "conv"
+        lava_shape = _whc(shape) if whc else (int(np.prod(shape)),)
+        bias = spec["bias"].reshape(shape).transpose(2, 1, 0) if whc else spec["bias"]
+        neuron = SigmaDelta(shape=lava_shape, vth=int(spec["vth"]), bias=np.ascontiguousarray(bias).astype(np.int32),
+                            act_mode=ActivationMode.RELU if spec["relu"] else ActivationMode.UNIT,
+                            spike_exp=0, state_exp=int(spec["state_exp"]))
+        for c in spec["connections"]:
+            port, port_whc, port_shape = ports[c["source"]]
+            conn, out = _connection(c, whc, shape)
+            _adapt(port, port_whc, port_shape, c["kind"]).connect(conn.s_in)
+            out.connect(neuron.a_in)
+            procs.append(conn)
+        ports[spec["name"]] = (neuron.s_out, whc, shape)
+        sink = Sink(shape=lava_shape, buffer=steps)
+        neuron.s_out.connect(sink.a_in)
+        sinks[spec["name"]] = (sink, spec)
+        if spec["readout"]:
+            monitor = Monitor()
+            monitor.probe(neuron.act, steps)
+            probe = (monitor, neuron, spec)
+        procs.append(neuron)
+    return procs, sinks, probe
+
+
+def run_sdn(meta: dict, layers: list[dict], data: np.ndarray, out_path: str, cfg: str) -> None:
+    """One continuous run of a sigma-delta network over the frames ``data`` ``[steps, *input_shape]``."""
+    from lava.magma.core.run_conditions import RunSteps
+
+    if tuple(data.shape[1:]) != tuple(meta["input_shape"]):
+        raise RunnerError(f"input feature shape {data.shape[1:]} does not match the network's {meta['input_shape']}")
+    steps = data.shape[0]
+    if cfg == "hw":
+        _run_config(cfg, {})
+    procs, sinks, (monitor, neuron, spec) = _build_sdn(meta, layers, data, steps)
+    anchor = procs[-1]
+    try:
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=_run_config(cfg, {}))
+        result = {f"spikes/{name}": _torch_order(np.asarray(sink.data.get()), s).astype(np.int64)
+                  for name, (sink, s) in sinks.items()}
+        got = monitor.get_data()
+        act = np.asarray(next(iter(got.values()))["act"])
+        act = _torch_order(act.T.reshape(*neuron.act.shape, steps), spec)
+        result[f"membrane/{spec['name']}"] = act.astype(np.int64)
+    finally:
+        anchor.stop()
+    counts = {name[len("spikes/"):]: int((s != 0).sum()) for name, s in result.items() if name.startswith("spikes/")}
+    result["counts"] = np.array(json.dumps(counts))
+    _write_result(result, out_path)
+
+
+def _write_result(result: dict, out_path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(out_path))
+    fd, tmp = tempfile.mkstemp(prefix=".result.", suffix=".npz", dir=directory)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **result)
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _torch_order(raw: np.ndarray, spec: dict) -> np.ndarray:
     """Sink data (``lif_shape + (steps,)``) -> ``[steps, N]`` in torch (C, H, W) order."""
     if spec["kind"] == "conv":
@@ -233,8 +341,14 @@ def _run_config(cfg: str, subtractive: dict):
 def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_sample: int | None, cfg: str) -> None:
     from lava.magma.core.run_conditions import RunSteps
 
-    meta, layers = _read(net_path)
     data = np.load(input_path)
+    sdn = _read_sdn(net_path)
+    if sdn is not None:
+        if mode != "single":
+            raise RunnerError("a sigma-delta network runs continuously (its neurons have no reset); use --mode single")
+        run_sdn(*sdn, data, out_path, cfg)
+        return
+    meta, layers = _read(net_path)
     if mode == "single":
         steps, period, depth, samples, window = data.shape[0], None, 0, None, None
     else:
@@ -281,17 +395,7 @@ def run(net_path: str, input_path: str, out_path: str, mode: str, steps_per_samp
         result[f"membrane/{name}"] = v.astype(np.int64)
     counts = {name[len("spikes/"):]: int(s.sum()) for name, s in result.items() if name.startswith("spikes/")}
     result["counts"] = np.array(json.dumps(counts))
-    directory = os.path.dirname(os.path.abspath(out_path))
-    fd, tmp = tempfile.mkstemp(prefix=".result.", suffix=".npz", dir=directory)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **result)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write_result(result, out_path)
 
 
 def netx_check(net_path: str) -> str:
