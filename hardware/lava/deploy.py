@@ -13,6 +13,12 @@ LIF model ran: Lava's, or our subtractive one, labelled as running in Lava's sim
 ``netx_compatible`` (whether lava-dl's netx reader describes the file fully), spike counts per
 layer and the quantisation report.
 
+``placement`` (:mod:`hardware.lava.placement`): the cores every layer takes under Loihi 2's
+per-core limits (each with its source and evidence), the synapses and memory per core, the
+chips needed, and ``traffic``: the spike packets between cores per inference (and their mesh
+hops, chip-crossing and input packets) counted from the Lava run's spikes. A network that
+cannot be placed is refused before anything runs.
+
 Any network of the toolkit deploys: a chain (``snn train``) or a graph with residual
 additions and concatenations (``snn convert``); see :mod:`hardware.lava.compile`.
 
@@ -39,6 +45,7 @@ from torch import nn
 from hardware.lava.compile import compile_network
 from hardware.lava.driver import run_in_lava
 from hardware.lava.emulate import emulate
+from hardware.lava.placement import place, traffic
 from snn import data
 from snn.errors import SpikeforgeError
 from snn.neurons import NeuronLayer
@@ -74,6 +81,9 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
     if timesteps is not None:
         task = dataclasses.replace(task, timesteps=timesteps)
     net = compile_network(model, reset=reset)
+    # --- core placement (hardware.lava.placement): refused here, before anything runs, when it cannot fit ---
+    placement = place(net)
+    # --- end core placement ---
     split = data.load_dataset(dataset, data_dir, seed=seed)
     data.check_input_shape(net.input_shape, split, task.step_shape(split.input_shape))
     x, y = split.x_test[:samples], split.y_test[:samples]
@@ -118,4 +128,9 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
         "spikes_per_sample": {k: v / len(y) for k, v in lava.counts.items()},
         "lava_seconds": lava.seconds, "emulation_seconds": emulation_seconds,
         "quantisation": net.report(),
+        # --- core placement: the cores and the spike traffic between them, counted from the Lava run ---
+        "placement": {**placement.report(),
+                      "traffic": traffic(net, placement, lava.spikes, inputs=q.transpose(0, 1).cpu().numpy(),
+                                         sample_axis=0)},
+        # --- end core placement ---
     }
