@@ -145,3 +145,11 @@ def test_emulator_on_gpu_equals_cpu():
         assert torch.equal(cpu.spikes[name], gpu.spikes[name].cpu())
     for name in cpu.membrane:
         assert torch.equal(cpu.membrane[name], gpu.membrane[name].cpu())
+
+
+def test_recurrent_layer_with_per_neuron_parameters_is_refused_with_the_fix():
+    model = Sequential(nn.Linear(6, 5), LIF(beta=torch.linspace(0.5, 0.9, 5), reset="zero", recurrent_features=5),
+                       nn.Linear(5, 3), Integrator(), input_shape=(6,)).eval()
+    with pytest.raises(SpikeforgeError, match=r"per-neuron beta values; Lava's LIF takes one beta per layer; use a "
+                                              r"scalar"):
+        compile_network(model)

@@ -109,6 +109,24 @@ def test_exported_file_loads_in_netx(tmp_path):
     assert "Conv" in done.stdout and "Dense" in done.stdout
 
 
+def test_recurrent_chain_is_written_as_netx_dense_rec_and_loads_in_netx(tmp_path):
+    torch.manual_seed(7)
+    model = Sequential(nn.Flatten(), nn.Linear(8, 12), LIF(reset="zero", recurrent_features=12), nn.Linear(12, 4),
+                       Integrator(), input_shape=(8,)).eval()
+    net = compile_network(model)
+    assert net.recurrent and net.netx_compatible
+    path = export_netx(net, tmp_path / "net.net")
+    with h5py.File(path, "r") as f:
+        assert f["layer/1/type"][()].decode() == "dense_rec"
+        np.testing.assert_array_equal(f["layer/1/weight_rec"][()], net.layers[0].connections[1].weight)
+    done = subprocess.run([str(lava_python()), str(RUNNER), "--net", str(path), "--netx-check"], capture_output=True,
+                          text=True, timeout=300, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr
+    q = net.quantise_input(torch.rand(10, 1, 8))
+    lava = run_in_lava(net, q[:, 0].numpy(), mode="single")      # our runner reads the netx table too
+    np.testing.assert_array_equal(lava.spikes[net.layers[0].name], emulate(net, q).spikes[net.layers[0].name][:, 0])
+
+
 def test_hang_is_stopped_by_the_timeout_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile

@@ -196,9 +196,21 @@ class LoihiNetwork:
 
     @property
     def netx_compatible(self) -> bool:
-        """Whether lava-dl's netx reader (a chain of zero-reset CUBA layers starting at rest) describes the
-        network fully."""
-        return self.is_chain() and not any(layer.v_init_mant or layer.reset != "zero" for layer in self.layers)
+        """Whether lava-dl's netx reader describes the network fully: a chain of zero-reset CUBA layers starting
+        at rest, a layer of it recurrent as netx's ``dense_rec`` (a Dense layer whose feed-forward and recurrent
+        weights one 8-bit sign mode holds: netx optimises them together)."""
+        previous = INPUT
+        for layer in self.layers:
+            if layer.v_init_mant or layer.reset != "zero":
+                return False
+            links = [(c.source, c.delay) for c in layer.connections]
+            if links == [(previous, 0), (layer.name, 0)]:
+                if layer.kind != "dense" or not _one_sign_mode([c.weight for c in layer.connections]):
+                    return False
+            elif links != [(previous, 0)]:
+                return False
+            previous = layer.name
+        return True
 
     def stream_refusal(self) -> str:
         """Why samples of this network cannot be streamed back to back ("" when they can)."""
@@ -217,6 +229,14 @@ class LoihiNetwork:
     def report(self) -> dict[str, Any]:
         return {"layers": {layer.name: layer.report for layer in self.layers}, "notes": list(self.notes),
                 "input_levels": self.input_levels, "netx_compatible": self.netx_compatible}
+
+
+def _one_sign_mode(weights: Sequence[np.ndarray]) -> bool:
+    """Whether these synapse integers stay exact under one 8-bit sign mode (mixed: even values in [-256, 254])."""
+    w = np.concatenate([np.ravel(x) for x in weights])
+    if (w < 0).any() and (w > 0).any():
+        return bool((w % 2 == 0).all() and w.min() >= -256 and w.max() <= 254)
+    return bool(np.abs(w).max(initial=0) <= 255)
 
 
 def _check_layer(name: str, layer: nn.Module) -> None:

@@ -8,6 +8,7 @@ Layout (netx's, as read by lava-dl 0.6.0 ``netx/hdf5.py``)::
                                      dilation, groups, kernelSize, inChannels, outChannels, shape
                        type "flatten" (between a conv population and a dense layer)
                        type "dense": weight [n_out, n_in], shape [n_out]
+                       type "dense_rec": a recurrent layer, also weight_rec [n_out, n_out]
                        each with bias (13-bit mantissa; netx uses bias_exp = 6) and neuron
                        {type "CUBA", iDecay = du + 1, vDecay = dv, vThMant = vth, refDelay 1,
                         gradedSpike False}
@@ -15,8 +16,14 @@ Layout (netx's, as read by lava-dl 0.6.0 ``netx/hdf5.py``)::
                        per-layer scales; netx ignores it. The runner reads everything from here
                        and ``layer/*``.
 
-A network netx cannot describe (a graph with residual or skip connections, or a layer that
-starts charged: ``LoihiNetwork.netx_compatible`` is false) is written with the same table
+What netx (lava-dl 0.6.0) describes: a chain of input, conv, flatten, dense and dense_rec
+(recurrent) layers of zero-reset CUBA neurons starting at rest, or of sigma-delta neurons
+with ``state_exp = 6`` everywhere. It has no addition block (a residual sum), and its
+``pool``, ``average`` and ``concat`` layer types raise NotImplementedError; it has no initial
+charge, no subtract reset, no per-layer ``state_exp`` and no bias on a ``Sigma`` readout.
+A network netx cannot describe (a graph with residual or skip connections, a layer that
+starts charged or resets by subtraction: ``LoihiNetwork.netx_compatible`` is false; every
+sigma-delta network of :func:`export_sdn`) is written with the same table
 under ``spikeforge/layer`` instead of ``layer`` (format ``spikeforge.loihi.graph``), so that
 netx refuses it rather than run a different network; the spikeforge group then also lists
 every layer's connections (source, kind, synaptic delay) with the extra ones' weights as
@@ -72,6 +79,8 @@ def export_netx(net: LoihiNetwork, path: str | Path) -> Path:
             if prev_conv:
                 entries.append({"type": "flatten"})
             entry.update(type="dense", shape=np.array([layer.size], dtype=np.int64))
+            if netx and layer.recurrent:   # netx's recurrent Dense block
+                entry.update(type="dense_rec", weight_rec=layer.connections[1].weight.astype(np.int64))
         entries.append(entry)
         prev_conv = layer.kind == "conv"
     meta = {"format": FORMAT if netx else GRAPH_FORMAT, "input_levels": net.input_levels,

@@ -60,7 +60,7 @@ def _read(path: str) -> tuple[dict, list[dict]]:
             for key in sorted(table.keys(), key=int):
                 g = table[key]
                 kind = g["type"][()].decode() if isinstance(g["type"][()], bytes) else str(g["type"][()])
-                if kind not in ("conv", "dense"):
+                if kind not in ("conv", "dense", "dense_rec"):
                     continue
                 spec = dict(meta["layers"][k])
                 spec["weight"] = np.asarray(g["weight"][()], dtype=np.int64)
