@@ -57,7 +57,7 @@ def conversion_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any]
     relu_curve, qcfs_curve = results["snn_accuracy"], results["qcfs_snn_accuracy"]
     steps = deploy_timesteps(relu_curve, reference)
     context.setdefault("networks", []).append({"label": f"converted SNN (T = {steps})", "path": results["snn_path"],
-                                               "timesteps": steps})
+                                               "timesteps": steps, "converted": True})
     header = "| T | " + " | ".join(str(t) for t in DEFAULT_TIMESTEPS) + " |"
     lines = [
         "## ANN-to-SNN conversion",

@@ -149,3 +149,19 @@ def test_deploy_verb_takes_the_neuron_and_refuses_a_reset_for_sigma_delta(tmp_pa
     with pytest.raises(SpikeforgeError, match="no reset"):
         args.run(args)
     assert not list(tmp_path.iterdir())
+
+
+@needs_lava
+def test_demo_lava_stage_also_runs_a_converted_network_as_sigma_delta(converted, tmp_path):
+    from hardware.lava.cli import deploy_stage
+    _, snn_model = converted
+    path = save_checkpoint(tmp_path / "c.pt", snn_model,
+                           task={"timesteps": 4, "encoder": "direct", "readout": "membrane_last"})
+    network = {"label": "converted SNN (T = 4)", "path": str(path), "timesteps": 4, "converted": True}
+    results, lines = deploy_stage(tmp_path, {"options": {"samples": 3}, "results": {}, "networks": [network]})
+    graded = results["sigma_delta"]["converted SNN (T = 4)"]
+    assert graded["emulation_agreement"] == 1.0 and graded["samples"] == 3
+    assert results["networks"]["converted SNN (T = 4)"]["placement"]["cores_used"] >= 4
+    text = "\n".join(lines)
+    assert "graded messages / inference" in text and "packets / inference" in text
+    assert (tmp_path / "lava.json").exists()

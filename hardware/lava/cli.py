@@ -72,17 +72,24 @@ def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
 
     networks = context["networks"]
     samples = max(1, (context["options"].get("samples") or DEMO_SAMPLES) // len(networks))
-    runs = {}
+    from hardware.lava.sdn_deploy import deploy_sigma_delta
+
+    runs, graded = {}, {}
     for network in networks:
         print(f"[snn demo] lava: deploying the {network['label']} to Loihi 2 fixed point ({samples} samples in Lava)",
               file=sys.stderr)
         runs[network["label"]] = deploy(network["path"], samples=samples, timesteps=network["timesteps"])
-    write_json(Path(out) / "lava.json", runs)
+        if network.get("converted"):
+            print(f"[snn demo] lava: the {network['label']} as a sigma-delta network (graded spikes)", file=sys.stderr)
+            graded[network["label"]] = deploy_sigma_delta(network["path"], samples=samples)
+    write_json(Path(out) / "lava.json", {**runs, **{f"{k}, sigma-delta": v for k, v in graded.items()}})
     rows, notes = [], []
     for label, r in runs.items():
+        traffic = r["placement"]["traffic"]
         rows.append(f"| {label} | {r['timesteps']} | {r['samples']} | {100 * r['emulation_agreement']:.1f}% | "
                     f"{100 * r['lava_accuracy']:.1f}% | {100 * r['float_accuracy_deployed_reset']:.1f}% | "
-                    f"{100 * r['float_accuracy']:.1f}% | {r['lava_seconds']:.1f} s |")
+                    f"{100 * r['float_accuracy']:.1f}% | {r['placement']['cores_used']} | "
+                    f"{traffic['packets_per_inference']:.0f} | {r['lava_seconds']:.1f} s |")
         counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in r["spikes_per_sample"].items())
         notes.append(f"{label}: spikes per sample {counts}." + (
             f" Compile notes: {'; '.join(r['quantisation']['notes'])}." if r["quantisation"]["notes"] else ""))
@@ -95,14 +102,29 @@ def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
         "match up to quantisation); 'float, own reset' is the network as trained or converted.",
         "",
         "| network | T | samples | spike-exact vs emulation | Lava accuracy | float, zero reset | float, own reset "
-        "| Lava wall time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| cores | packets / inference | Lava wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         *notes,
         "",
     ]
-    return {"networks": runs}, lines
+    if graded:
+        lines += [
+            "The converted network also as a sigma-delta network (Lava's Delta / SigmaDelta processes, graded "
+            "spikes: the ANN itself, one message per change of an activation), one sample per step, each read "
+            "after the network's depth in steps:",
+            "",
+            "| network | steps per sample | latency (steps) | exact vs emulation | Lava accuracy | ANN (float) "
+            "| graded messages / inference | Lava wall time |",
+            "|---|---|---|---|---|---|---|---|",
+            *(f"| {label} | {r['timesteps']} | {r['latency_steps']} | {100 * r['emulation_agreement']:.1f}% | "
+              f"{100 * r['lava_accuracy']:.1f}% | {100 * r['ann_accuracy']:.1f}% | "
+              f"{r['graded_messages_per_inference']:.0f} ({r['message_bits']}-bit) | {r['lava_seconds']:.1f} s |"
+              for label, r in graded.items()),
+            "",
+        ]
+    return {"networks": runs, "sigma_delta": graded}, lines
 
 
 deploy_stage.order = 30  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ point is a stage function ``stage(out, context) -> (results, report_lines)`` wit
 integer attribute ``order`` (train is 0). ``context`` holds ``options`` (the demo's CLI
 options), ``results`` (the results of the stages before, by name) and ``networks``: the
 networks a stage made for the backend stages to run, each ``{"label", "path", "timesteps"}``
-(``timesteps`` None: the checkpoint's own). The train stage adds the trained CNN, the
+(``timesteps`` None: the checkpoint's own; ``"converted": True`` for a converted network, which
+the Lava stage also deploys as a sigma-delta network). The train stage adds the trained CNN, the
 conversion stage the converted one, so the hardware stages run one network through every
 stage.
 
