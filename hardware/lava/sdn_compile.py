@@ -9,9 +9,11 @@ the upper clip, one graded message per change of an activation:
 - the input is a Lava ``Delta`` encoder: it receives the 8-bit frame ``q = round(L x)``
   every step and sends its change (``spike_exp = state_exp = 0``, ``vth = 1``: every change,
   exactly);
-- each IF layer is a ``SigmaDelta`` neuron (``act_mode = RELU``) whose activation is
-  ``a = relu(z / theta)`` (the thresholds fold into its input weights, as for LIF; the
-  following Scale folds into the next weights): ``sigma += a_in``; ``act = relu(sigma +
+- each IF layer is a ``SigmaDelta`` neuron (``act_mode = RELU``) whose activation is the
+  ANN's ``a = relu(z)``: the next layer's weights, which read spikes of rate ``a / theta``
+  through a Scale by theta, are divided back by theta (one scale per matrix, the ANN's own
+  weights; folding thresholds into rows instead, as LIF must, would spread the rows over an
+  order of magnitude and cost 8-bit weights bits): ``sigma += a_in``; ``act = relu(sigma +
   bias << state_exp)``; ``delta = act - act_prev + residue``; it sends ``delta >> state_exp``
   where ``|delta| >= vth << state_exp`` and keeps the rest as ``residue``;
 - the Integrator readout is a ``SigmaDelta`` with ``act_mode = UNIT`` (``act = sigma +
@@ -41,10 +43,10 @@ network; ``headroom`` (2) is the margin kept above them.
   within the signed ``message_bits`` (16 by default: lava-dl netx's SDNN default; 24 is the
   precision of the models' ``s_out``) and the bias within its 16 bits; ``K`` is lowered if 7
   is not enough;
-- ``vth`` (the activation quantisation step): ``step`` float units of the normalised
-  activation ``relu(z / theta)`` (``theta`` is the calibrated 99.9th percentile of the ANN's
-  activation, so ``a`` is mostly in [0, 1]; default step 1/256, an 8-bit activation),
-  ``vth = max(1, round(step / mu))`` message units (Lava multiplies it by ``2**state_exp``);
+- ``vth`` (the activation quantisation step): ``step`` times the layer's largest threshold
+  (``theta``, the calibrated 99.9th percentile of the ANN's activation; default step 1/256,
+  an 8-bit activation), ``vth = max(1, round(step theta_max / mu))`` message units (Lava
+  multiplies it by ``2**state_exp``);
 - ``bias = round(b K / 2**state_exp)`` (Lava multiplies it by ``2**state_exp``; 16-bit
   signed), ``spike_exp = 0`` everywhere.
 
@@ -69,7 +71,6 @@ from hardware.lava.compile import (
     LoihiConnection,
     _connections,
     _FloatConnection,
-    _fold_thresholds,
     _pair,
     _quantise_weights,
     _total_bias,
@@ -118,7 +119,7 @@ class SigmaDeltaLayer:
 
     @property
     def message_unit(self) -> float:
-        """Float value (of ``relu(z / theta)``) of one unit of the layer's messages."""
+        """Float value (of the ANN activation ``relu(z)``) of one unit of the layer's messages."""
         return 2.0 ** self.state_exp / self.scale
 
 
@@ -188,7 +189,7 @@ class _Plan:
 
 def _plan(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None
           ) -> tuple[tuple[int, ...], list[_Plan], list[str]]:
-    """Float64 connections with the thresholds folded in, per population (a chain only)."""
+    """Float64 connections in the ANN's units, per population (a chain only)."""
     first_shape, segments = split_network(model, input_shape, backend="Loihi (sigma-delta)", check=_check)
     if not isinstance(segments[-1].neuron, Integrator):
         raise SpikeforgeError("the network does not end in an Integrator readout; a sigma-delta network reads the "
@@ -205,18 +206,35 @@ def _plan(model: Sequential | GraphNetwork, input_shape: Sequence[int] | None
                                   "deploy this network with --neuron lif")
         conns, b_in, per_channel, _ = _connections(segment, depths)
         params = segment.parameters()
-        bias = _total_bias(params["bias"], b_in, per_channel, segment.size)
-        weights = [c.weight for c in conns]
         relu = not isinstance(segment.neuron, Integrator)
-        if relu:
-            weights, bias, _ = _fold_thresholds(segment, conns, weights, bias, params["theta"], notes)
-        elif float(params["beta"].min()) != 1.0:
+        if not relu and float(params["beta"].min()) != 1.0:
             raise SpikeforgeError(f"{segment.label} leaks (beta < 1); a sigma-delta readout sums exactly; use beta = 1")
-        for c, w in zip(conns, weights):
-            c.weight = w
-        plans.append(_Plan(segment, conns, bias, relu))
+        if plans:   # the source's spikes stood for rate = a / theta; its activation a comes as it is
+            for c in conns:
+                c.weight = _unscale_inputs(plans[-1].segment, c)
+        plans.append(_Plan(segment, conns, _total_bias(params["bias"], b_in, per_channel, segment.size), relu))
         previous = segment.name
     return first_shape, plans, notes
+
+
+def _unscale_inputs(source: Segment, conn: _FloatConnection) -> np.ndarray:
+    """``conn``'s weights divided by its source's thresholds, per input neuron (dense) or channel (conv).
+
+    The converted network's weights read spikes of rate ``a / theta`` (a Scale by theta puts
+    the amplitude back); a sigma-delta layer sends the ANN activation ``a`` itself, so every
+    row keeps the ANN's own weights, one scale for the whole matrix, instead of rows divided by
+    thresholds that differ by an order of magnitude (which would cost 8-bit weights 3 bits).
+    """
+    theta = source.parameters()["theta"].astype(np.float64).reshape(-1)
+    if theta.size == 1:
+        return conn.weight / theta[0]
+    if conn.kind == "dense":
+        return conn.weight / theta[None, :]
+    channels = theta.reshape(conn.weight.shape[1] * conn.groups, -1)
+    if np.ptp(channels, axis=1).max() > 0:
+        raise SpikeforgeError(f"{source.label} has thresholds that vary within a channel; a convolution after it "
+                              "reads one per channel; convert with channel-wise or layer-wise thresholds")
+    return conn.weight / channels[:, 0].reshape(1, -1, 1, 1)
 
 
 def float_network(plans: Sequence[_Plan], x: torch.Tensor) -> list[torch.Tensor]:
@@ -277,7 +295,10 @@ def compile_sigma_delta(model: Sequential | GraphNetwork, calibration: torch.Ten
         label = plan.segment.label
         z_max, a_max = float(z.abs().max()), float(a.abs().max())
         b_max = float(np.abs(plan.bias).max(initial=0.0))
-        k, state_exp = _layer_scale(label, plan.connections, unit, z_max, a_max, b_max, step, headroom, message_bits)
+        # the activation step in the ANN's units: a fraction of the layer's calibrated scale (its largest threshold)
+        act_step = step * float(plan.segment.parameters()["theta"].max()) if plan.relu else 0.0
+        k, state_exp = _layer_scale(label, plan.connections, unit, z_max, a_max, b_max, act_step, headroom,
+                                    message_bits)
         compiled = []
         for c in plan.connections:
             shift = _weight_shift(c, k * unit)
@@ -293,7 +314,7 @@ def compile_sigma_delta(model: Sequential | GraphNetwork, calibration: torch.Ten
             raise SpikeforgeError(f"{label}: its bias needs {int(np.abs(bias).max())} units, more than the 16-bit "
                                   "bias of Lava's SigmaDelta; rescale the layer")
         message_unit = 2.0 ** state_exp / k
-        vth = max(1, int(round(step / message_unit))) if plan.relu else 1
+        vth = max(1, int(round(act_step / message_unit))) if plan.relu else 1
         layer = SigmaDeltaLayer(plan.segment.name, plan.segment.shape, compiled, bias, vth, state_exp, k,
                                 relu=plan.relu, depth=plan.segment.depth)
         q_all = np.concatenate([c.weight.ravel() for c in compiled])
@@ -315,7 +336,8 @@ def compile_sigma_delta(model: Sequential | GraphNetwork, calibration: torch.Ten
 
 def float_logits(model: Sequential | GraphNetwork, x: torch.Tensor, input_shape: Sequence[int] | None = None
                  ) -> torch.Tensor:
-    """The converted network's rate limit (every IF a ReLU of ``z / theta``): the ANN's logits ``[B, classes]``."""
+    """The converted network's rate limit without its upper clip (every IF a ReLU): the ANN's logits
+    ``[B, classes]``."""
     _, plans, _ = _plan(model, input_shape)
     with torch.no_grad():
         return float_network(plans, x)[-1]
