@@ -176,14 +176,8 @@ class LoihiNetwork:
         return self.layers[-1] if self.layers and self.layers[-1].readout else None
 
     def quantise_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Float input ``[T, B, *input_shape]`` in [0, 1] -> int64 graded spikes ``round(255 x)``."""
-        if tuple(x.shape[2:]) != self.input_shape:
-            raise SpikeforgeError(f"input has feature shape {tuple(x.shape[2:])}, the compiled network expects "
-                                  f"{self.input_shape} after [T, B]")
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise SpikeforgeError("Loihi input must lie in [0, 1] (it becomes 8-bit graded spikes); "
-                                  "scale the input or use a rate encoder")
-        return torch.round(x.double() * self.input_levels).long()
+        """Float input ``[T, B, *input_shape]`` in [0, 1] -> int64 graded spikes ``round(L x)``."""
+        return quantise_input(x, self.input_shape, self.input_levels)
 
     def is_chain(self) -> bool:
         """Each layer reads only the one before it (the first the input), with no extra delay."""
@@ -229,6 +223,17 @@ class LoihiNetwork:
     def report(self) -> dict[str, Any]:
         return {"layers": {layer.name: layer.report for layer in self.layers}, "notes": list(self.notes),
                 "input_levels": self.input_levels, "netx_compatible": self.netx_compatible}
+
+
+def quantise_input(x: torch.Tensor, input_shape: tuple[int, ...], levels: int) -> torch.Tensor:
+    """Float input ``[T, B, *input_shape]`` in [0, 1] -> int64 ``round(levels x)`` (8-bit graded values)."""
+    if tuple(x.shape[2:]) != input_shape:
+        raise SpikeforgeError(f"input has feature shape {tuple(x.shape[2:])}, the compiled network expects "
+                              f"{input_shape} after [T, B]")
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise SpikeforgeError("Loihi input must lie in [0, 1] (it becomes 8-bit graded spikes); "
+                              "scale the input or use a rate encoder")
+    return torch.round(x.double() * levels).long()
 
 
 def _one_sign_mode(weights: Sequence[np.ndarray]) -> bool:

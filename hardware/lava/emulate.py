@@ -118,13 +118,18 @@ def _delayed(a: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.cat([torch.zeros_like(a[:steps]), a[:-steps]])[:a.shape[0]]
 
 
+def check_emulator_input(q: torch.Tensor, input_shape: tuple[int, ...], network: str) -> None:
+    """Refuse ``q`` unless it is integer ``[T, B, *input_shape]`` (what ``<network>.quantise_input`` makes)."""
+    if q.dim() < 3 or tuple(q.shape[2:]) != input_shape:
+        raise SpikeforgeError(f"emulator input must be [T, B, *{input_shape}], got {tuple(q.shape)}")
+    if q.is_floating_point():
+        raise SpikeforgeError(f"emulator input must be integers; use {network}.quantise_input")
+
+
 def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
             device: str | torch.device | None = None) -> Emulation:
     """Run quantised input ``q`` (int ``[T, B, *input_shape]``, see :meth:`LoihiNetwork.quantise_input`)."""
-    if q.dim() < 3 or tuple(q.shape[2:]) != net.input_shape:
-        raise SpikeforgeError(f"emulator input must be [T, B, *{net.input_shape}], got {tuple(q.shape)}")
-    if q.is_floating_point():
-        raise SpikeforgeError("emulator input must be integer graded spikes; use LoihiNetwork.quantise_input")
+    check_emulator_input(q, net.input_shape, "LoihiNetwork")
     dev = torch.device(device) if device is not None else q.device
     steps, batch = q.shape[:2]
     outputs = {INPUT: q.to(dev).long()}

@@ -123,6 +123,19 @@ def _connection(c: dict, whc_target: bool, shape: list[int]):
     return conn, (conn.a_out.reshape(_whc(shape)) if whc_target else conn.a_out)
 
 
+def _wire(connections: list[dict], ports: dict, whc: bool, shape: list[int], a_in) -> list:
+    """One connection process per entry, from its source's port (``ports``: name -> (port, whc, shape))
+    into the population's ``a_in``; returns the processes."""
+    made = []
+    for c in connections:
+        port, port_whc, port_shape = ports[c["source"]]
+        conn, out = _connection(c, whc, shape)
+        _adapt(port, port_whc, port_shape, c["kind"]).connect(conn.s_in)
+        out.connect(a_in)
+        made.append(conn)
+    return made
+
+
 def _charge_times(spec: dict, steps: int, period: int | None, samples: int | None, offset: int = 0) -> list[int]:
     """Source steps at which a layer is sent a charge ``offset`` steps into each window (it arrives one
     step later): its starting charge (offset 0) or, for a recurrent layer, the inhibition of the gap
@@ -185,12 +198,7 @@ def _build(meta: dict, layers: list[dict], data: np.ndarray, steps: int, period:
         if spec.get("reset", "zero") == "subtract":
             subtractive[lif] = _subtractive_models()[type(lif)]
         ports[spec["name"]] = (lif.s_out, whc, shape)   # before its connections: a recurrent layer reads itself
-        for c in spec["connections"]:
-            port, port_whc, port_shape = ports[c["source"]]
-            conn, out = _connection(c, whc, shape)
-            _adapt(port, port_whc, port_shape, c["kind"]).connect(conn.s_in)
-            out.connect(lif.a_in)
-            procs.append(conn)
+        procs += _wire(spec["connections"], ports, whc, shape, lif.a_in)
         gap = spec.get("gap_charge", 0) if period is not None else 0
         if spec["v_init_mant"] or gap:
             charge = np.zeros((1, steps), dtype=np.int32)
@@ -263,12 +271,7 @@ def _build_sdn(meta: dict, layers: list[dict], data: np.ndarray, steps: int):
         neuron = SigmaDelta(shape=lava_shape, vth=int(spec["vth"]), bias=np.ascontiguousarray(bias).astype(np.int32),
                             act_mode=ActivationMode.RELU if spec["relu"] else ActivationMode.UNIT,
                             spike_exp=0, state_exp=int(spec["state_exp"]))
-        for c in spec["connections"]:
-            port, port_whc, port_shape = ports[c["source"]]
-            conn, out = _connection(c, whc, shape)
-            _adapt(port, port_whc, port_shape, c["kind"]).connect(conn.s_in)
-            out.connect(neuron.a_in)
-            procs.append(conn)
+        procs += _wire(spec["connections"], ports, whc, shape, neuron.a_in)
         ports[spec["name"]] = (neuron.s_out, whc, shape)
         sink = Sink(shape=lava_shape, buffer=steps)
         neuron.s_out.connect(sink.a_in)

@@ -74,6 +74,7 @@ from hardware.lava.compile import (
     _pair,
     _quantise_weights,
     _total_bias,
+    quantise_input,
 )
 from snn.errors import SpikeforgeError
 from snn.graph_network import INPUT, GraphNetwork
@@ -144,14 +145,8 @@ class SigmaDeltaNetwork:
         return max(layer.depth for layer in self.layers)
 
     def quantise_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Float input ``[T, B, *input_shape]`` in [0, 1] -> int64 frames ``round(L x)``."""
-        if tuple(x.shape[2:]) != self.input_shape:
-            raise SpikeforgeError(f"input has feature shape {tuple(x.shape[2:])}, the compiled network expects "
-                                  f"{self.input_shape} after [T, B]")
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise SpikeforgeError("Loihi input must lie in [0, 1] (it becomes 8-bit frames for the Delta encoder); "
-                                  "scale the input")
-        return torch.round(x.double() * self.input_levels).long()
+        """Float input ``[T, B, *input_shape]`` in [0, 1] -> int64 frames ``round(L x)`` for the Delta encoder."""
+        return quantise_input(x, self.input_shape, self.input_levels)
 
     def report(self) -> dict[str, Any]:
         return {"layers": {layer.name: layer.report for layer in self.layers}, "notes": list(self.notes),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hardware.lava.emulate import _Connection
+from hardware.lava.emulate import _Connection, check_emulator_input
 from hardware.lava.sdn_compile import STATE_MAX, SigmaDeltaNetwork
 from snn.errors import SpikeforgeError
 from snn.graph_network import INPUT
@@ -63,10 +63,7 @@ def _check_width(name: str, what: str, values: torch.Tensor, limit: int, fix: st
 def emulate_sigma_delta(net: SigmaDeltaNetwork, q: torch.Tensor, device: str | torch.device | None = None
                         ) -> SigmaDeltaEmulation:
     """Run frames ``q`` (int ``[T, B, *input_shape]``, see :meth:`SigmaDeltaNetwork.quantise_input`) continuously."""
-    if q.dim() < 3 or tuple(q.shape[2:]) != net.input_shape:
-        raise SpikeforgeError(f"emulator input must be [T, B, *{net.input_shape}], got {tuple(q.shape)}")
-    if q.is_floating_point():
-        raise SpikeforgeError("emulator input must be integer frames; use SigmaDeltaNetwork.quantise_input")
+    check_emulator_input(q, net.input_shape, "SigmaDeltaNetwork")
     dev = torch.device(device) if device is not None else q.device
     steps, batch = q.shape[:2]
     frames = q.to(dev).long().reshape(steps, batch, -1)
