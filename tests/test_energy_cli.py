@@ -46,26 +46,43 @@ def _snn_energy(argv: list[str]) -> dict:
 def test_energy_verb_json_has_the_promised_keys_and_files(files, capsys):
     out = files / "out"
     result = _snn_energy(["--snn", str(files / "snn.pt"), "--ann", FACTORY, "--weights", str(files / "ann.pt"),
-                          "--dataset", "digits", "--timesteps", "2,4", "--profile", "loihi,cmos45", "--samples", "20",
-                          "--out", str(out), "--json"])
+                          "--dataset", "digits", "--timesteps", "2,4", "--profile", "loihi,loihi-calibrated,cmos45",
+                          "--samples", "20", "--out", str(out), "--json"])
     json.dumps(result)  # serialisable
     assert result["timesteps"] == 4 and result["samples"] == 20
-    for name in ("loihi", "cmos45"):
+    for name in ("loihi", "loihi-calibrated", "cmos45"):
         block = result["profiles"][name]
         assert block["energy_per_inference_j"] == block["snn"]["energy_per_inference_j"]
-        assert block["ann_energy_per_inference_j"] == block["ann"]["energy_per_inference_j"]
         for layer in block["snn"]["layers"]:
             assert {"synaptic_ops", "macs", "neuron_updates", "spikes", "activation_sparsity", "energy_j"} <= set(layer)
         assert [p["timesteps"] for p in block["pareto"]] == [2, 4]
+        assert block["snn_to_ann_cmos45_ratio"] > 0
+    for name in ("loihi", "cmos45"):
+        block = result["profiles"][name]
+        assert block["ann_energy_per_inference_j"] == block["ann"]["energy_per_inference_j"]
     cmos = result["profiles"]["cmos45"]
     expected = cmos["energy_per_inference_j"] / cmos["ann_energy_per_inference_j"]
     assert cmos["snn_to_ann_ratio"] == pytest.approx(expected)
+    assert cmos["latency_per_inference_s"] is None
     assert result["profiles"]["loihi"]["snn_to_ann_ratio"] is None  # the ANN's MACs have no Loihi price
-    assert not result["profiles"]["loihi"]["snn"]["complete"]  # direct-encoded first layer: MACs unpriced
-    assert json.loads((out / "energy.json").read_text())["profiles"]["loihi"]["snn"]["unpriced"]
+    # Both Loihi profiles price the compiled network's hardware events: the graded input is on chip, nothing unpriced
+    low, high = result["profiles"]["loihi"], result["profiles"]["loihi-calibrated"]
+    for block in (low, high):
+        assert block["snn"]["complete"] and block["snn"]["counts"] == "hardware events"
+        assert block["counts"] == "hardware events of the network compiled for Loihi"
+        assert 0 <= block["loihi_accuracy"] <= 1 and block["latency_per_inference_s"] > 0
+        assert block["events"]["totals_per_inference"]["packets"] > 0
+        assert block["events"]["totals_per_inference"]["hops_east_west"] > 0
+    assert {"packets", "hops_east_west"} <= set(low["snn"]["by_term_j"])  # 4 tiles: one row of the mesh
+    assert set(high["snn"]["by_component_j"]) == {"synapse", "soma", "network"}
+    band = result["loihi_band"]
+    assert band["calibrated_j"] > band["lower_bound_j"] > 0 and "loihi-calibrated is" in band["why"]
+    assert json.loads((out / "energy.json").read_text())["ann"]["counts"]["totals"]["macs"] > 0
     for plot in ("energy_layers.png", "energy_pareto.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "unpriced on loihi: macs" in capsys.readouterr().err  # the table goes to stderr with --json
+    err = capsys.readouterr().err  # the tables go to stderr with --json
+    assert "hardware events on the loihi1 placement" in err and "Loihi band:" in err
+    assert "unpriced on loihi: macs in block1.0" in err   # the ANN's MACs on Loihi
 
 
 def test_energy_verb_reads_a_trained_checkpoint(files):
@@ -79,7 +96,7 @@ def test_energy_verb_reads_a_trained_checkpoint(files):
 @pytest.mark.parametrize("argv, message", [
     (["--profile", "loihi,quantum"], "unknown energy profile 'quantum'; known profiles: loihi"),
     (["--weights", "ann.pt"], "--weights needs --ann"),
-    (["--profile", "loihi", "--strict", "--samples", "2"], "no constant for 'macs'"),
+    (["--profile", "truenorth", "--strict", "--samples", "2"], "no constant for 'macs'"),
 ])
 def test_bad_input_is_a_clear_error(files, argv, message):
     with pytest.raises(SpikeforgeError, match=message):
@@ -107,10 +124,12 @@ def test_demo_stage_compares_ann_on_cmos_with_snn_on_loihi_and_cmos(files, tmp_p
     context = {"options": {}, "results": {"conversion": {"snn_path": str(files / "snn.pt"),
                                                          "ann_weights": str(files / "ann.pt")}}}
     results, lines = energy_stage(tmp_path, context)
-    assert results["profiles"]["loihi"]["snn"]["complete"]  # the first layer priced off-chip on cmos45
-    assert "macs (on cmos45)" in results["profiles"]["loihi"]["snn"]["by_term_j"]
-    assert results["profiles"]["loihi"]["snn_to_ann_cmos45_ratio"] > 0
+    for name in ("loihi", "loihi-calibrated"):
+        block = results["profiles"][name]
+        assert block["snn"]["complete"] and block["snn_to_ann_cmos45_ratio"] > 0 and block["latency_per_inference_s"]
+    assert results["loihi_band"]["calibrated_j"] > results["loihi_band"]["lower_bound_j"]
     assert (tmp_path / "energy" / "energy_pareto.png").is_file()
     assert (tmp_path / "energy" / "energy.json").is_file()
     text = "\n".join(lines)
-    assert "## Energy per inference" in text and "*minimum*" in text and "energy/energy_layers.png" in text
+    assert "## Energy and latency per inference" in text and "*minimum*" in text and "energy/energy_layers.png" in text
+    assert "Why the two Loihi estimates differ: loihi-calibrated is" in text and "calibrated to silicon" in text

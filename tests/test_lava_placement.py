@@ -13,11 +13,14 @@ import pytest
 import torch
 from torch import nn
 
+from hardware.energy.profiles import SANAFE_TIMING, get_profile, price
+from hardware.lava.activity import loihi_activity
 from hardware.lava.compile import compile_network
 from hardware.lava.driver import lava_python, run_in_lava
 from hardware.lava.emulate import emulate
 from hardware.lava.placement import (
     EVIDENCE,
+    LOIHI1,
     LOIHI2,
     Limit,
     custom_limits,
@@ -123,24 +126,30 @@ def _brute_traffic(net, placement, spikes, inputs, cols):
         for j in range(core.start, core.stop):
             core_of[(core.layer, j)] = core.index
     where = {c.index: (c.chip * cols + c.col, c.row, c.chip) for c in placement.cores}
-    packets = hops = crossing = 0
+    packets = east_west = north_south = crossing = 0
     by_layer = {}
-    for name, s in spikes.items():
+    flat = np.asarray(inputs).reshape(*np.asarray(inputs).shape[:2], -1)
+    input_packets = 0
+    for name, s in [*spikes.items(), (INPUT_NAME, flat)]:
         sent = 0
         for event in np.argwhere(np.asarray(s) != 0):
             i = int(event[-1])
             dest = {core_of[t] for t in targets.get(name, {}).get(i, ())}
-            source = core_of[(name, i)]
             sent += len(dest)
+            if (name, i) not in core_of:   # input from the host: no hops
+                continue
+            source = core_of[(name, i)]
             for d in dest:
-                hops += abs(where[d][0] - where[source][0]) + abs(where[d][1] - where[source][1])
+                east_west += abs(where[d][0] - where[source][0])
+                north_south += abs(where[d][1] - where[source][1])
                 crossing += where[d][2] != where[source][2]
+        if name == INPUT_NAME:
+            input_packets = sent
+            continue
         by_layer[name] = sent
         packets += sent
-    flat = np.asarray(inputs).reshape(*np.asarray(inputs).shape[:2], -1)
-    input_packets = sum(len({core_of[t] for t in targets[INPUT_NAME].get(int(e[-1]), ())})
-                        for e in np.argwhere(flat != 0))
-    return {"packets": packets, "hops": hops, "crossing": crossing, "by_layer": by_layer, "input": input_packets}
+    return {"packets": packets, "hops": east_west + north_south, "east_west": east_west, "north_south": north_south,
+            "crossing": crossing, "by_layer": by_layer, "input": input_packets}
 
 
 INPUT_NAME = "input"
@@ -220,6 +229,38 @@ def test_traffic_equals_a_brute_force_count_from_the_emulated_spikes(build, shap
         assert core.neurons <= 10
 
 
+# Loihi 1's layout at test size: tiles of 2 cores on a 2 x 2 mesh, the input on cores of its own.
+SMALL_TILES = custom_limits(LOIHI1, neurons_per_core=10, input_neurons_per_core=30, cores_per_chip=8,
+                            core_grid_rows=2, core_grid_cols=2, cores_per_tile=2, chips_per_system=64)
+
+
+def test_tiles_and_on_chip_input_give_the_brute_force_hops_by_direction():
+    model = _small_chain()
+    net = compile_network(model)
+    placement = place(net, SMALL_TILES)
+    inputs = [placement.cores[k] for k in placement.layers[INPUT_NAME]]
+    assert [(c.start, c.stop) for c in inputs] == [(0, 30), (30, 60), (60, 90), (90, 98)]
+    assert [(c.chip, c.tile, c.slot, c.row, c.col) for c in placement.cores[:6]] == [
+        (0, 0, 0, 0, 0), (0, 0, 1, 0, 0), (0, 1, 0, 0, 1), (0, 1, 1, 0, 1), (0, 2, 0, 1, 1), (0, 2, 1, 1, 1)]
+    assert placement.report()["input_on_chip"] and placement.report()["cores_used"] == len(placement.cores)
+    torch.manual_seed(1)
+    q = net.quantise_input(torch.rand(8, 4, 2, 7, 7))
+    em = emulate(net, q)
+    counted = traffic(net, placement, em.spikes, inputs=q, sample_axis=1)
+    brute = _brute_traffic(net, placement, {k: v.numpy() for k, v in em.spikes.items()}, q.numpy(), cols=2)
+    assert counted["input_on_chip"] and counted["input_packets_total"] == brute["input"] > 0
+    assert counted["packets_total"] == brute["packets"] > 0
+    assert counted["hops_east_west_per_inference"] * 4 == brute["east_west"] > 0
+    assert counted["hops_north_south_per_inference"] * 4 == brute["north_south"] > 0
+    assert counted["hops_total"] == brute["hops"]
+
+
+def test_loihi1_table_is_sanafe_s_chip():
+    assert LOIHI1["neurons_per_core"].value == 1024 and LOIHI1["cores_per_tile"].value == 4
+    assert LOIHI1["core_grid_rows"].value * LOIHI1["core_grid_cols"].value * 4 == LOIHI1["cores_per_chip"].value == 128
+    assert LOIHI2["cores_per_tile"].value == 1 and LOIHI2["input_neurons_per_core"].value is None
+
+
 def test_recurrent_packets_stay_on_their_core_with_zero_hops():
     torch.manual_seed(2)
     model = Sequential(nn.Linear(6, 8), LIF(beta=0.9, reset="zero", recurrent_features=8), input_shape=(6,)).eval()
@@ -271,16 +312,20 @@ def test_refusals_name_the_numbers():
     wide = compile_network(Sequential(nn.Linear(8, 40), LIF(reset="zero"), nn.Linear(40, 3), Integrator(),
                                       input_shape=(8,)).eval())
     small = custom_limits(neurons_per_core=4, cores_per_chip=4, core_grid_rows=2, core_grid_cols=2)
-    with pytest.raises(SpikeforgeError, match=r"needs 11 Loihi 2 cores \(1: 10, 3: 1\), that is 3 chips of 4 cores; "
+    with pytest.raises(SpikeforgeError, match=r"needs 11 cores \(1: 10, 3: 1\), that is 3 chips of 4 cores; "
                                               r"the system has 2 chip\(s\)"):
         place(wide, small, max_chips=2)
     placed = place(wide, small, max_chips=3)
     assert placed.chips == 3 and "placed on 3 chips" in placed.notes[0]
     assert [(c.chip, c.row, c.col) for c in placed.cores[:5]] == [(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0),
                                                                    (1, 0, 0)]
-    with pytest.raises(SpikeforgeError, match=r"more than the 2 fan-out axons"):
-        place(wide, custom_limits(fan_out_axons_per_core=2))
-    with pytest.raises(SpikeforgeError, match="core grid"):
+    # a fan-out limit cuts a layer into more cores (its destinations are cut first) ...
+    cut = place(wide, custom_limits(fan_out_axons_per_core=2))
+    assert len(cut.layers["1"]) == 20 and max(c.fan_out_axons for c in cut.cores) == 2
+    # ... and a neuron that alone reaches more cores than the limit is refused
+    with pytest.raises(SpikeforgeError, match=r"neuron 0 of 1 sends to 3 cores, more than the 2 fan-out axons"):
+        place(wide, custom_limits(neurons_per_core=1, fan_out_axons_per_core=2))
+    with pytest.raises(SpikeforgeError, match="must hold the 128 cores"):
         place(wide, custom_limits(core_grid_rows=2, core_grid_cols=2))
     with pytest.raises(SpikeforgeError, match="unknown placement limit"):
         custom_limits(neurons=3)
@@ -333,3 +378,16 @@ def test_deploy_reports_the_placement_and_the_traffic_of_the_run(tmp_path):
     expected = traffic(net, place(net), emulate(net, q, delay=False).spikes, inputs=q, sample_axis=1)
     assert report["traffic"] == expected and expected["packets_total"] > 0
     assert math.isclose(sum(report["traffic"]["packets_by_layer"].values()), expected["packets_per_inference"])
+    # energy and latency of the run on both Loihi profiles, from its hardware events on Loihi 1's cores
+    assert set(results["energy_per_inference_j"]) == {"loihi", "loihi-calibrated"}
+    low, high = results["energy_per_inference_j"]["loihi"], results["energy_per_inference_j"]["loihi-calibrated"]
+    assert 0 < low < high and results["latency_per_inference_s"] > 0
+    energy = results["energy"]
+    assert energy["events_equal_lava_run"] and energy["events"]["samples"] == 3
+    activity = loihi_activity(net, q, table="loihi1")
+    for name, joules in results["energy_per_inference_j"].items():
+        assert joules == price(activity.counts, get_profile(name)).total_j
+        assert energy["profiles"][name]["complete"]
+    assert results["latency_per_inference_s"] == SANAFE_TIMING.latency(activity.cores)["latency_per_inference_s"]
+    assert "loihi-calibrated is" in energy["why_the_two_differ"]
+    json.dumps(results)

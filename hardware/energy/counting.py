@@ -64,6 +64,7 @@ FREE = (nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Batc
 # Ways the spikes of a neuron reach a synaptic layer unchanged in kind (see the module docstring).
 SPIKE_PATH = (nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, *POOLS, SpikeMaxPool2d, Scale)
 KINDS = ("snn", "ann")
+HARDWARE_KIND = "loihi"  # NetworkCounts of a compiled network's hardware events (hardware.lava.activity)
 WORD_BYTES = 4  # fp32 weights and state
 TOLERANCE = 1e-3
 
@@ -89,6 +90,13 @@ class LayerCounts:
     state_bytes: int = 0
     spiking: bool = False
     mac_rule: str = "effective"  # which MACs the hardware executes: "effective" (SNN) or "dense" (ANN)
+    # Hardware events of a compiled network on a core placement (kind "loihi", hardware.lava.activity); 0 otherwise.
+    synapse_kind: str = ""        # synapses: "dense" | "conv" | "sparse" (how the hardware stores them)
+    neuron_visits: float = 0.0    # neurons x steps: every neuron's soma is visited every step
+    soma_updates: float = 0.0     # visits in which the soma did work (state not at rest, input arrived, or bias)
+    packets: float = 0.0          # spike messages sent: one per spike and distinct destination core
+    hops_east_west: float = 0.0   # mesh hops of those packets between tiles, by direction
+    hops_north_south: float = 0.0
 
     @property
     def macs(self) -> float:
@@ -121,14 +129,22 @@ class LayerCounts:
         return 1.0 - self.nonzero_outputs / self.outputs
 
     def priced_counts(self) -> dict[str, float]:
-        """The counts a hardware profile prices (see :mod:`hardware.energy.profiles`)."""
-        return {"synaptic_ops": self.synaptic_ops, "macs": self.macs, "neuron_updates": self.neuron_updates,
-                "active_updates": self.active_updates, "inactive_updates": self.inactive_updates,
-                "spikes": self.spikes, "activations": self.activations, "weight_reads": self.weight_reads,
-                "state_reads": self.state_reads, "state_writes": self.state_writes}
+        """The counts a hardware profile prices (see :mod:`hardware.energy.profiles`); ``<kind>_synaptic_ops`` is
+        ``synaptic_ops`` again, by the synapses' storage kind."""
+        counts = {"synaptic_ops": self.synaptic_ops, "macs": self.macs, "neuron_updates": self.neuron_updates,
+                  "active_updates": self.active_updates, "inactive_updates": self.inactive_updates,
+                  "spikes": self.spikes, "activations": self.activations, "weight_reads": self.weight_reads,
+                  "state_reads": self.state_reads, "state_writes": self.state_writes,
+                  "neuron_visits": self.neuron_visits, "soma_updates": self.soma_updates, "packets": self.packets,
+                  "hops_east_west": self.hops_east_west, "hops_north_south": self.hops_north_south}
+        for kind in SYNAPSE_KINDS:
+            counts[f"{kind}_synaptic_ops"] = self.synaptic_ops if self.synapse_kind == kind else 0.0
+        return counts
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.module, "role": self.role, "input": self.input,
+        hardware = {k: getattr(self, k) for k in ("synapse_kind", "neuron_visits", "soma_updates", "packets",
+                                                   "hops_east_west", "hops_north_south") if getattr(self, k)}
+        return {**hardware, "name": self.name, "type": self.module, "role": self.role, "input": self.input,
                 "synaptic_ops": self.synaptic_ops, "macs": self.macs, "effective_macs": self.effective_macs,
                 "dense_macs": self.dense_macs, "neuron_updates": self.neuron_updates, "spikes": self.spikes,
                 "activations": self.activations, "activation_sparsity": self.activation_sparsity,
@@ -138,7 +154,8 @@ class LayerCounts:
 
 
 SUMMED = ("synaptic_ops", "effective_macs", "dense_macs", "neuron_updates", "spikes", "activations", "outputs",
-          "nonzero_outputs")
+          "nonzero_outputs", "neuron_visits", "soma_updates", "packets", "hops_east_west", "hops_north_south")
+SYNAPSE_KINDS = ("dense", "conv", "sparse")
 
 
 @dataclass
@@ -171,6 +188,9 @@ class NetworkCounts:
     def totals(self) -> dict[str, float]:
         names = ("synaptic_ops", "macs", "effective_macs", "dense_macs", "neuron_updates", "spikes",
                  "activations", "weight_reads", "state_reads", "state_writes")
+        if self.kind == HARDWARE_KIND:
+            names = ("synaptic_ops", "neuron_visits", "soma_updates", "spikes", "packets", "hops_east_west",
+                     "hops_north_south")
         return {name: self.total(name) for name in names}
 
     def as_dict(self) -> dict[str, Any]:
@@ -300,7 +320,9 @@ class OperationCounter:
             hook: Callable | None = None
             if isinstance(module, SYNAPTIC):
                 hook = self._synapse_hook(name)
-                self._layer(name, module, "synapse").weight_bytes = module.weight.numel() * WORD_BYTES
+                layer = self._layer(name, module, "synapse")
+                layer.weight_bytes = module.weight.numel() * WORD_BYTES
+                layer.synapse_kind = "dense" if isinstance(module, nn.Linear) else "conv"
             elif isinstance(module, NeuronLayer):
                 hook = self._neuron_hook(name)
                 layer = self._layer(name, module, "neuron")

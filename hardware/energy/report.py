@@ -87,6 +87,50 @@ def layer_table(title: str, counts: NetworkCounts, estimates: Sequence[Estimate]
     return "\n".join(out)
 
 
+def events_table(title: str, counts: NetworkCounts, estimates: Sequence[Estimate], notes: bool = True) -> str:
+    """A compiled network's hardware events per population / connection and their energy on each profile."""
+    head = ["population", "type", "syn events", "kind", "visits", "soma work", "spikes", "packets", "hops E-W",
+            "hops N-S"] + [e.profile.name for e in estimates]
+    number = lambda v: f"{v:,.0f}" if v else "-"  # noqa: E731
+    rows = [[layer.name, layer.module, number(layer.synaptic_ops), layer.synapse_kind or "-",
+             number(layer.neuron_visits), number(layer.soma_updates), number(layer.spikes), number(layer.packets),
+             number(layer.hops_east_west), number(layer.hops_north_south)]
+            + [format_joules(e.by_layer.get(layer.name, 0.0)) for e in estimates] for layer in counts.layers]
+    totals = counts.totals()
+    rows.append(["total", "", number(totals["synaptic_ops"]), "", number(totals["neuron_visits"]),
+                 number(totals["soma_updates"]), number(totals["spikes"]), number(totals["packets"]),
+                 number(totals["hops_east_west"]), number(totals["hops_north_south"])]
+                + [format_joules(e.total_j) for e in estimates])
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i in (0, 1, 3) else str(c).rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    out = [f"{title} (per inference, T = {counts.timesteps})", line(head), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    for estimate in estimates:
+        parts = ", ".join(f"{k} {format_joules(v)}" for k, v in estimate.by_component.items())
+        out.append(f"  {estimate.profile.name}: {parts}")
+        for item in estimate.unpriced:
+            what = item["count"] or item["term"]
+            out.append(f"  unpriced on {estimate.profile.name}: {what}: {item['reason']}")
+        for note in estimate.profile.notes if notes else ():
+            out.append(f"  note ({estimate.profile.name}): {note}")
+    return "\n".join(out)
+
+
+def explain_band(lower: Estimate, upper: Estimate) -> str:
+    """One line: how far apart two estimates of the same run are and which terms make the difference."""
+    if lower.total_j <= 0:
+        return f"{upper.profile.name}: {format_joules(upper.total_j)}; {lower.profile.name} prices nothing"
+    share = lambda e: sorted(((v / e.total_j, k) for k, v in e.by_component.items() if e.total_j), reverse=True)  # noqa: E731
+    top = lambda e: ", ".join(f"{k} {100 * f:.0f}%" for f, k in share(e)[:3])  # noqa: E731
+    gap = {k: upper.by_component.get(k, 0.0) - lower.by_component.get(k, 0.0)
+           for k in set(upper.by_component) | set(lower.by_component)}
+    driver = max(gap, key=lambda k: gap[k])
+    return (f"{upper.profile.name} is {upper.total_j / lower.total_j:.2f}x {lower.profile.name}: most of the "
+            f"difference is {driver} energy (+{format_joules(gap[driver])}); {upper.profile.name}: {top(upper)}; "
+            f"{lower.profile.name}: {top(lower)}")
+
+
 def plot_layer_energy(bars: Mapping[str, tuple[NetworkCounts, Estimate]], path: str | os.PathLike,
                       title: str = "energy per inference by layer") -> Path:
     """Grouped bars: one group per layer name, one bar per label (e.g. 'SNN on loihi')."""
@@ -116,12 +160,27 @@ def plot_layer_energy(bars: Mapping[str, tuple[NetworkCounts, Estimate]], path: 
 
 def plot_pareto(curves: Mapping[str, Sequence[tuple[int, float, float]]], path: str | os.PathLike,
                 references: Mapping[str, tuple[float, float]] | None = None,
-                title: str = "accuracy versus energy per inference") -> Path:
-    """``curves``: label -> [(T, energy J, accuracy in [0, 1])]; ``references``: label -> (J, accuracy)."""
-    if not curves or any(not points for points in curves.values()):
+                title: str = "accuracy versus energy per inference",
+                bands: Mapping[str, tuple[Sequence[tuple[int, float, float]], Sequence[tuple[int, float, float]]]]
+                | None = None) -> Path:
+    """``curves``: label -> [(T, energy J, accuracy in [0, 1])]; ``references``: label -> (J, accuracy);
+    ``bands``: label -> (lower curve, upper curve) of the same runs (two estimates of one activity), drawn as a
+    shaded band between their energies with both edges."""
+    if (not curves and not bands) or any(not points for points in curves.values()):
         raise SpikeforgeError("nothing to plot: give at least one non-empty accuracy-energy curve")
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
+    for label, (low, high) in (bands or {}).items():
+        low, high = sorted(low, key=lambda p: p[0]), sorted(high, key=lambda p: p[0])
+        acc = [100 * p[2] for p in low]
+        line = ax.plot([p[1] for p in low], acc, marker="o", markersize=3, linewidth=1)[0]
+        ax.plot([p[1] for p in high], [100 * p[2] for p in high], marker="o", markersize=3, linewidth=1,
+                color=line.get_color())
+        ax.fill_betweenx(acc, [p[1] for p in low], [p[1] for p in high], alpha=0.25, color=line.get_color(),
+                         label=label)
+        for steps, energy, accuracy in high:
+            ax.annotate(f"T={steps}", (energy, 100 * accuracy), textcoords="offset points", xytext=(3, -10),
+                        fontsize=7)
     for label, points in curves.items():
         points = sorted(points, key=lambda p: p[0])
         ax.plot([p[1] for p in points], [100 * p[2] for p in points], marker="o", label=label)

@@ -4,11 +4,19 @@
 ``model.pt``) on the test split at every T, counts its operations, and prices the counts at
 one T on every profile; the ANN (BatchNorm folded, as in the conversion) is counted once
 and priced on the same profiles.
+
+The Loihi profiles price the network compiled for Loihi instead (:class:`LoihiEvents`): its
+hardware events on a core placement made on the fly (the Lava backend counts them, reached
+through the ``spikeforge.activity`` entry point), with latency per inference; ``loihi`` and
+``loihi-calibrated`` side by side (``loihi_band``: the lower bound, the calibrated estimate and
+why they differ). A network that does not compile leaves ``loihi`` on the simulated
+operations (``not_compiled`` says why) and refuses ``loihi-calibrated``.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,8 +27,16 @@ from converters.factory import build_ann
 from converters.pipeline import check_fits
 from converters.tracing import normalize
 from hardware.energy.counting import NetworkCounts, OperationCounter
-from hardware.energy.profiles import Estimate, Profile, get_profile, parse_profiles, price
-from hardware.energy.report import estimate_json, layer_table, plot_layer_energy, plot_pareto, ratio
+from hardware.energy.profiles import SANAFE_TIMING, Estimate, Profile, get_profile, parse_profiles, price
+from hardware.energy.report import (
+    estimate_json,
+    events_table,
+    explain_band,
+    layer_table,
+    plot_layer_energy,
+    plot_pareto,
+    ratio,
+)
 from snn import data
 from snn.checkpoint import load_checkpoint
 from snn.errors import SpikeforgeError
@@ -122,47 +138,156 @@ def run_energy(snn_path: str | Path, ann: str | None = None, weights: str | Path
     def estimate(c: NetworkCounts, profile: Profile) -> Estimate:
         return price(c, profile, strict, None if profile.all_in else spare)
 
-    snn_estimates = {p.name: estimate(counts, p) for p in chosen}
+    events = LoihiEvents(chosen, steps_list, model, encode, predict, x, y)
+
+    def on_events(p: Profile, steps: int) -> bool:
+        return p.prices_events and events.has(p, steps)
+
+    def counts_for(p: Profile, steps: int) -> tuple[NetworkCounts, float]:
+        if on_events(p, steps):
+            job = events.job(p, steps)
+            return job["activity"].counts, job["accuracy"]
+        if not p.rules:
+            raise SpikeforgeError(f"profile {p.name!r} prices the network compiled for Loihi, which failed: "
+                                  f"{events.error}")
+        return curves[steps]
+
+    snn_estimates = {p.name: estimate(counts_for(p, main_steps)[0], p) for p in chosen}
     result: dict[str, Any] = {"dataset": dataset, "samples": count, "timesteps": main_steps,
                               "snn": {"path": str(snn_path), "accuracy": accuracy, "counts": counts.as_dict()},
                               "fallback": fallback, "profiles": {},
                               # an all-in figure takes nothing on top: its unpriced counts stay listed
                               "fallback_not_applied": [p.name for p in chosen if spare and p.all_in]}
     if ann_counts is not None:
-        ann_estimates = {p.name: price(ann_counts, p, strict) for p in [*chosen, reference]}
+        ann_estimates = {p.name: price(ann_counts, p, strict) for p in [*chosen, reference] if p.rules}
         result["ann"] = {"factory": ann, "weights": None if weights is None else str(weights),
                          "accuracy": ann_accuracy, "counts": ann_counts.as_dict(), "reference_profile": reference.name,
                          "energy_per_inference_j": ann_estimates[reference.name].total_j}
     for p in chosen:
-        ann_pair = None if ann_counts is None else (ann_counts, ann_estimates[p.name])
-        block = _profile_block((counts, snn_estimates[p.name]), ann_pair)
+        snn_counts, snn_accuracy = counts_for(p, main_steps)
+        ann_pair = None if ann_counts is None or p.name not in ann_estimates else (ann_counts, ann_estimates[p.name])
+        block = _profile_block((snn_counts, snn_estimates[p.name]), ann_pair)
         if ann_counts is not None:
             block[f"snn_to_ann_{reference.name}_ratio"] = ratio(snn_estimates[p.name], ann_estimates[reference.name])
-        block["pareto"] = [{"timesteps": t, "accuracy": a, "energy_per_inference_j": estimate(c, p).total_j}
-                           for t, (c, a) in curves.items()]
+        block["latency_per_inference_s"] = None
+        if on_events(p, main_steps):
+            job = events.job(p, main_steps)
+            block.update(events.block(p, job))
+        elif p.prices_events and events.error:
+            block["not_compiled"] = f"priced on the simulated operations: the network does not compile for Loihi " \
+                                    f"({events.error})"
+        block["pareto"] = [{"timesteps": t, "accuracy": counts_for(p, t)[1],
+                            "energy_per_inference_j": estimate(counts_for(p, t)[0], p).total_j} for t in curves]
         result["profiles"][p.name] = block
-    result["table"] = layer_table("SNN", counts, list(snn_estimates.values()))
+    band = loihi_band(chosen, snn_estimates, main_steps, events)
+    if band is not None:
+        result["loihi_band"] = band
+    simulated = [snn_estimates[p.name] for p in chosen if not on_events(p, main_steps)]
+    tables = []
+    if simulated:
+        tables.append(layer_table("SNN", counts, simulated))
+    for table in sorted({p.placement for p in chosen if on_events(p, main_steps)}):
+        on_table = [p for p in chosen if on_events(p, main_steps) and p.placement == table]
+        tables.append(events_table(f"SNN compiled for Loihi, hardware events on the {table} placement",
+                                   events.job(on_table[0], main_steps)["activity"].counts,
+                                   [snn_estimates[p.name] for p in on_table]))
+    if band is not None:
+        tables.append(f"Loihi band: {band['why']}")
+    result["table"] = "\n\n".join(tables)
     if ann_counts is not None:
-        result["ann_table"] = layer_table("ANN", ann_counts, [ann_estimates[p.name] for p in chosen], notes=False)
+        result["ann_table"] = layer_table("ANN", ann_counts, [ann_estimates[p.name] for p in chosen
+                                                              if p.name in ann_estimates], notes=False)
     if out_dir is not None:
-        result["plots"] = write_plots(Path(out_dir), result, counts, snn_estimates, ann_counts, ann_estimates,
-                                      reference)
+        result["plots"] = write_plots(Path(out_dir), result, counts,
+                                      {p.name: snn_estimates[p.name] for p in chosen if not on_events(p, main_steps)},
+                                      ann_counts, ann_estimates, reference)
         result["json"] = str(write_json(Path(out_dir) / "energy.json", result))
     return result
+
+
+class LoihiEvents:
+    """The hardware events of the network compiled for Loihi, per placement table and T, for the profiles that
+    price them (counted by the Lava backend through the ``spikeforge.activity`` entry point ``loihi``)."""
+
+    def __init__(self, profiles: Sequence[Profile], steps_list: Sequence[int], model: nn.Module, encode: Callable,
+                 predict: Callable, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.jobs: dict[tuple[str, int], dict[str, Any]] = {}
+        self.error: str | None = None
+        tables = sorted({p.placement for p in profiles if p.prices_events})
+        if not tables:
+            return
+        provider = activity_provider()
+        for table in tables:
+            for steps in steps_list:
+                _log(f"counting Loihi hardware events on {len(x)} samples at T = {steps} ({table} placement)")
+                try:
+                    self.jobs[(table, steps)] = provider(model, encode, predict, x, y, steps, table, progress=True)
+                except SpikeforgeError as error:
+                    self.error = str(error)
+                    _log(f"the network does not compile for Loihi ({error}); the Loihi profiles that can price "
+                         "simulated operations do so")
+                    return
+
+    def has(self, profile: Profile, steps: int) -> bool:
+        return (profile.placement, steps) in self.jobs
+
+    def job(self, profile: Profile, steps: int) -> dict[str, Any]:
+        return self.jobs[(profile.placement, steps)]
+
+    def block(self, profile: Profile, job: dict[str, Any]) -> dict[str, Any]:
+        activity = job["activity"]
+        timing = profile.timing or SANAFE_TIMING
+        latency = timing.latency(activity.cores)
+        if profile.timing is None:
+            latency["note"] = f"{profile.name} has no latencies of its own: SANA-FE's calibrated Loihi latencies"
+        return {"counts": "hardware events of the network compiled for Loihi", "loihi_accuracy": job["accuracy"],
+                "reset": job["reset"], "events": activity.summary(),
+                "placement": {k: job["placement"][k] for k in ("cores_used", "chips", "input_on_chip", "notes")},
+                "latency_per_inference_s": latency["latency_per_inference_s"], "latency": latency}
+
+
+def activity_provider() -> Callable[..., dict[str, Any]]:
+    """The Lava backend's hardware-event counter (entry point ``spikeforge.activity``: ``loihi``)."""
+    for entry in entry_points(group="spikeforge.activity"):
+        if entry.name == "loihi":
+            return entry.load()
+    raise SpikeforgeError("the Loihi profiles count the compiled network's hardware events with the Lava backend "
+                          "(entry point spikeforge.activity: loihi), which is not installed; reinstall spikeforge "
+                          "(pip install -e .)")
+
+
+def loihi_band(chosen: Sequence[Profile], estimates: dict[str, Estimate], steps: int,
+               events: LoihiEvents) -> dict[str, Any] | None:
+    """The pre-silicon lower bound and the calibrated estimate of the same run, side by side, and why they differ."""
+    names = {p.name for p in chosen if p.prices_events and events.has(p, steps)}
+    if not {"loihi", "loihi-calibrated"} <= names:
+        return None
+    low, high = estimates["loihi"], estimates["loihi-calibrated"]
+    return {"lower_bound_j": low.total_j, "calibrated_j": high.total_j, "ratio": high.total_j / low.total_j
+            if low.total_j else None, "lower_by_component_j": low.by_component,
+            "calibrated_by_component_j": high.by_component, "why": explain_band(low, high)}
 
 
 def write_plots(out: Path, result: dict[str, Any], counts: NetworkCounts, snn_estimates: dict[str, Estimate],
                 ann_counts: NetworkCounts | None, ann_estimates: dict[str, Estimate] | None,
                 reference: Profile) -> dict[str, str]:
+    """The per-layer bars (profiles that price the simulated operations, and the ANN) and the accuracy-energy plot
+    (the two Loihi estimates of the compiled network's events as a band)."""
     bars = {f"SNN on {name}": (counts, e) for name, e in snn_estimates.items()}
     references: dict[str, tuple[float, float]] = {}
     if ann_counts is not None and ann_estimates is not None:
         bars[f"ANN on {reference.name}"] = (ann_counts, ann_estimates[reference.name])
         references[f"ANN on {reference.name}"] = (ann_estimates[reference.name].total_j, result["ann"]["accuracy"])
-    layers = plot_layer_energy(bars, out / "energy_layers.png",
-                               title=f"energy per inference by layer (T = {result['timesteps']})")
-    curves = {f"SNN on {name}" + ("" if snn_estimates[name].complete else " (incomplete)"):
-              [(p["timesteps"], p["energy_per_inference_j"], p["accuracy"]) for p in block["pareto"]]
+    plots = {}
+    if bars:
+        plots["layers"] = str(plot_layer_energy(bars, out / "energy_layers.png",
+                                                title=f"energy per inference by layer (T = {result['timesteps']})"))
+    points = {name: [(p["timesteps"], p["energy_per_inference_j"], p["accuracy"]) for p in block["pareto"]]
               for name, block in result["profiles"].items()}
-    pareto = plot_pareto(curves, out / "energy_pareto.png", references)
-    return {"layers": str(layers), "pareto": str(pareto)}
+    bands = {}
+    if "loihi_band" in result:
+        bands["SNN on Loihi: pre-silicon bound to calibrated"] = (points.pop("loihi"), points.pop("loihi-calibrated"))
+    curves = {f"SNN on {name}" + ("" if result["profiles"][name]["snn"]["complete"] else " (incomplete)"): curve
+              for name, curve in points.items()}
+    plots["pareto"] = str(plot_pareto(curves, out / "energy_pareto.png", references, bands=bands))
+    return plots

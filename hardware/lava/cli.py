@@ -65,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_cmd_deploy)
 
 
+def _joules(value: float) -> str:
+    from hardware.energy.report import format_joules
+    return format_joules(value)
+
+
 def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Demo stage: every network the demo made (the trained SNN, the converted SNN) on Loihi 2 through Lava,
     against the emulation; ``DEMO_SAMPLES`` test digits (or the demo's ``--samples``) shared between them."""
@@ -89,7 +94,9 @@ def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
         rows.append(f"| {label} | {r['timesteps']} | {r['samples']} | {100 * r['emulation_agreement']:.1f}% | "
                     f"{100 * r['lava_accuracy']:.1f}% | {100 * r['float_accuracy_deployed_reset']:.1f}% | "
                     f"{100 * r['float_accuracy']:.1f}% | {r['placement']['cores_used']} | "
-                    f"{traffic['packets_per_inference']:.0f} | {r['lava_seconds']:.1f} s |")
+                    f"{traffic['packets_per_inference']:.0f} | {_joules(r['energy_per_inference_j']['loihi'])} - "
+                    f"{_joules(r['energy_per_inference_j']['loihi-calibrated'])} | "
+                    f"{1e6 * r['latency_per_inference_s']:.3g} us | {r['lava_seconds']:.1f} s |")
         counts = ", ".join(f"layer {k}: {v:.1f}" for k, v in r["spikes_per_sample"].items())
         notes.append(f"{label}: spikes per sample {counts}." + (
             f" Compile notes: {'; '.join(r['quantisation']['notes'])}." if r["quantisation"]["notes"] else ""))
@@ -102,9 +109,15 @@ def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
         "match up to quantisation); 'float, own reset' is the network as trained or converted.",
         "",
         "| network | T | samples | spike-exact vs emulation | Lava accuracy | float, zero reset | float, own reset "
-        "| cores | packets / inference | Lava wall time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cores | packets / inference | energy / inference (Loihi: pre-silicon bound - calibrated) "
+        "| latency / inference | Lava wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "Energy and latency of each Lava run: its hardware events on Loihi 1's cores (the chip both energy profiles "
+        "describe), priced with Davies et al. 2018, Table 2 (pre-silicon, a lower bound) and with SANA-FE's "
+        "silicon-calibrated Loihi file; latency from SANA-FE's simple timing model. "
+        + " ".join(f"{label}: {r['energy']['why_the_two_differ']}." for label, r in runs.items()),
         "",
         *notes,
         "",

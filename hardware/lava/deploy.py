@@ -19,6 +19,15 @@ chips needed, and ``traffic``: the spike packets between cores per inference (an
 hops, chip-crossing and input packets) counted from the Lava run's spikes. A network that
 cannot be placed is refused before anything runs.
 
+Energy and latency of the run (:mod:`hardware.lava.activity`): the run's hardware events (soma
+visits and updates, spikes, synaptic events by synapse kind, packets and hops on Loihi 1's cores,
+the chip both Loihi energy profiles describe), counted from the emulation of the same input,
+which is checked spike for spike against the Lava run (``energy.events_equal_lava_run``), and
+priced on ``loihi`` (Davies et al. 2018, Table 2: the pre-silicon lower bound) and
+``loihi-calibrated`` (SANA-FE's Loihi file, calibrated to silicon): ``energy_per_inference_j``
+(per profile), ``latency_per_inference_s`` (SANA-FE's simple timing model) and ``energy`` (per
+component, the band between the two and why they differ).
+
 Any network of the toolkit deploys: a chain (``snn train``) or a graph with residual
 additions and concatenations (``snn convert``); see :mod:`hardware.lava.compile`.
 
@@ -42,7 +51,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from hardware.lava.compile import compile_network
+from hardware.energy.profiles import SANAFE_TIMING, get_profile, price
+from hardware.energy.report import explain_band
+from hardware.lava.activity import loihi_activity as count_activity
+from hardware.lava.compile import LoihiNetwork, compile_network
 from hardware.lava.driver import run_in_lava
 from hardware.lava.emulate import emulate
 from hardware.lava.placement import place, traffic
@@ -133,4 +145,33 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
                       "traffic": traffic(net, placement, lava.spikes, inputs=q.transpose(0, 1).cpu().numpy(),
                                          sample_axis=0)},
         # --- end core placement ---
+        **run_energy(net, q, em_spikes, lava.spikes),
+    }
+
+
+ENERGY_PROFILES = ("loihi", "loihi-calibrated")
+
+
+def run_energy(net: LoihiNetwork, q: torch.Tensor, em_spikes: dict[str, np.ndarray],
+               lava_spikes: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Energy and latency per inference of the run on both Loihi profiles (see the module docstring)."""
+    activity = count_activity(net, q.cpu(), table="loihi1")
+    equal = all(np.array_equal(lava_spikes[name], s) for name, s in em_spikes.items() if name in lava_spikes)
+    estimates = {name: price(activity.counts, get_profile(name)) for name in ENERGY_PROFILES}
+    latency = SANAFE_TIMING.latency(activity.cores)
+    low, high = estimates["loihi"], estimates["loihi-calibrated"]
+    return {
+        "energy_per_inference_j": {name: e.total_j for name, e in estimates.items()},
+        "latency_per_inference_s": latency["latency_per_inference_s"],
+        "energy": {
+            "events_equal_lava_run": equal,
+            "events": activity.summary(),
+            "profiles": {name: {"energy_per_inference_j": e.total_j, "by_component_j": e.by_component,
+                                "by_term_j": e.by_term, "complete": e.complete, "unpriced": e.unpriced,
+                                "notes": list(e.profile.notes)} for name, e in estimates.items()},
+            "latency": latency,
+            "why_the_two_differ": explain_band(low, high),
+            "placement_table": "loihi1 (Loihi 1's cores as SANA-FE's file lays them out: the chip both profiles "
+                               "describe)",
+        },
     }

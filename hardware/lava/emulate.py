@@ -29,7 +29,7 @@ float32 when the compile-time bound on ``sum |w| * max input`` is below 2**24, e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -69,10 +69,17 @@ def _trunc_decay(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 @dataclass
 class Emulation:
-    """Per-layer spikes ``[T, B, N]`` (uint8, torch order of neurons) and the readout membrane ``[T, B, N]`` (int64)."""
+    """Per-layer spikes ``[T, B, N]`` (uint8, torch order of neurons) and the readout membrane ``[T, B, N]`` (int64).
+
+    ``updated`` (with ``emulate(..., updates=True)``): per layer and step, whether the neuron's soma did work
+    (uint8 ``[T, B, N]``): its membrane was not at rest (``v[t-1] != 0``), a synaptic message reached it (a
+    spike or nonzero input value on a nonzero synapse into it), or it has a bias; the other neurons are only
+    visited (SANA-FE's LIF ``updated`` status, :mod:`hardware.lava.activity`).
+    """
 
     spikes: dict[str, torch.Tensor]
     membrane: dict[str, torch.Tensor]
+    updated: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class _Connection:
@@ -126,9 +133,22 @@ def check_emulator_input(q: torch.Tensor, input_shape: tuple[int, ...], network:
         raise SpikeforgeError(f"emulator input must be integers; use {network}.quantise_input")
 
 
+def _reached(conn: LoihiConnection, h: torch.Tensor) -> torch.Tensor:
+    """``[B, N]`` bool: which neurons of the target receive a message from nonzero values ``h`` ``[B, *in_shape]``."""
+    mask = torch.as_tensor(conn.weight != 0, dtype=torch.float32, device=h.device)
+    x = (h != 0).to(torch.float32)
+    if conn.kind == "dense":
+        return (x.reshape(x.shape[0], -1) @ mask.t()) > 0
+    out = F.conv2d(x.reshape(x.shape[0], *conn.in_shape), mask, stride=conn.stride, padding=conn.padding,
+                   dilation=conn.dilation, groups=conn.groups)
+    return out.reshape(x.shape[0], -1) > 0
+
+
 def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
-            device: str | torch.device | None = None) -> Emulation:
-    """Run quantised input ``q`` (int ``[T, B, *input_shape]``, see :meth:`LoihiNetwork.quantise_input`)."""
+            device: str | torch.device | None = None, updates: bool = False) -> Emulation:
+    """Run quantised input ``q`` (int ``[T, B, *input_shape]``, see :meth:`LoihiNetwork.quantise_input`).
+
+    ``updates=True`` also records which neurons' somas did work in each step (``Emulation.updated``)."""
     check_emulator_input(q, net.input_shape, "LoihiNetwork")
     dev = torch.device(device) if device is not None else q.device
     steps, batch = q.shape[:2]
@@ -136,27 +156,41 @@ def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
     largest = {INPUT: int(outputs[INPUT].abs().max().item()) if q.numel() else 0}
     spikes: dict[str, torch.Tensor] = {}
     membrane: dict[str, torch.Tensor] = {}
+    updated: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for layer in net.layers:
             a = torch.zeros(steps, batch, layer.size, dtype=torch.long, device=dev)
+            reached = torch.zeros(steps, batch, layer.size, dtype=torch.bool, device=dev) if updates else None
             recurrent = [_Connection(c, dev, 1) for c in layer.connections if c.source == layer.name]
+            recurrent_reach = [c for c in layer.connections if c.source == layer.name]
             for c in layer.connections:
                 if c.source == layer.name:
                     continue
                 h = outputs[c.source]
                 part = _Connection(c, dev, max(largest[c.source], 1))(h.reshape(steps * batch, *h.shape[2:]))
                 a = a + _delayed(part.reshape(steps, batch, -1), 1 + c.delay if delay else 0)
+                if reached is not None:
+                    got = _reached(c, h.reshape(steps * batch, *h.shape[2:])).reshape(steps, batch, -1)
+                    reached |= _delayed(got, 1 + c.delay if delay else 0)
             if layer.v_init_mant:   # the one-time charge arrives with the sample's first input
                 start = layer.depth if delay else 0
                 if start < steps:
                     a[start] += layer.v_init_mant
+                    if reached is not None:
+                        reached[start] = True
             bias = torch.as_tensor(layer.bias_mant.reshape(-1) << layer.bias_exp, dtype=torch.long, device=dev)
             u = torch.zeros(batch, layer.size, dtype=torch.long, device=dev)
             v = torch.zeros_like(u)
-            out, vs = [], []
+            out, vs, works = [], [], []
             s = torch.zeros(batch, layer.size, dtype=torch.bool, device=dev)
+            biased = bias != 0
             for t in range(steps):
                 a_t = a[t]
+                if reached is not None:
+                    work = reached[t] | (v != 0) | biased
+                    for conn in recurrent_reach:
+                        work = work | _reached(conn, s)
+                    works.append(work)
                 for conn in recurrent:   # W s[t-1]: Lava's one-step synapse from the layer to itself
                     a_t = a_t + conn(s.long())
                 s, u, v = _lif_step(a_t, u, v, layer, bias)
@@ -165,7 +199,9 @@ def emulate(net: LoihiNetwork, q: torch.Tensor, delay: bool = True,
                     vs.append(v)
             spk = torch.stack(out).to(torch.uint8)
             spikes[layer.name] = spk
+            if works:
+                updated[layer.name] = torch.stack(works).to(torch.uint8)
             if layer.readout:
                 membrane[layer.name] = torch.stack(vs)
             outputs[layer.name], largest[layer.name] = spk.reshape(steps, batch, *layer.shape), 1
-    return Emulation(spikes, membrane)
+    return Emulation(spikes, membrane, updated)

@@ -1,15 +1,20 @@
-"""Core placement of a compiled Loihi 2 network, and the spike traffic between its cores.
+"""Core placement of a compiled Loihi network, and the spike traffic between its cores.
 
 :func:`place` splits every population of a :class:`~hardware.lava.compile.LoihiNetwork`
 (relays and the readout included) into contiguous slices of its flat torch neuron order, one
-slice per core, each slice as large as every per-core limit of :data:`LOIHI2` allows (neurons,
-synaptic memory of the slice's incoming synapses, fan-in axons where a limit is given), so a
-layer takes as few cores as those limits allow (greedy filling is optimal for contiguous
-slices). Cores are numbered in layer order and laid on the chips' core grids: core ``g`` is
-on chip ``g // cores_per_chip``; within its chip, cores fill the grid row by row in snake order
-(row ``r`` runs left to right when ``r`` is even, right to left when odd), so consecutive cores
-are neighbours. A network that needs more than one chip is placed on several (a note says so);
-one that needs more chips than ``max_chips`` is refused with the numbers, before anything runs.
+slice per core, each slice as large as every per-core limit of the chip's table allows
+(:data:`LOIHI2`, or :data:`LOIHI1`: the chip SANA-FE's calibrated Loihi file describes;
+neurons, synaptic memory of the slice's incoming synapses, fan-in axons where a limit is
+given), so a layer takes as few cores as those limits allow (greedy filling is optimal for
+contiguous slices). Cores are numbered in layer order and laid on the chips' router meshes:
+core ``g`` is on chip ``g // cores_per_chip``; within its chip, ``cores_per_tile`` consecutive
+cores share one tile (router; Loihi 2: one core per router, Loihi 1: four), and tiles fill the
+mesh row by row in snake order (row ``r`` runs left to right when ``r`` is even, right to left
+when odd), so consecutive tiles are neighbours. Where the table places the input on chip
+(``input_neurons_per_core``: Loihi 1, as SANA-FE maps input neurons), the input population
+takes the first cores, like a layer without synapses; otherwise input values come from the
+host. A network that needs more than one chip is placed on several (a note says so); one that
+needs more chips than ``max_chips`` is refused with the numbers, before anything runs.
 
 Synapse memory, :func:`synapse_bits`: a synapse is one nonzero weight of the compiled
 connection (dense: a nonzero entry of ``weight[n_out, n_in]``; conv: a kernel tap with a
@@ -25,11 +30,13 @@ fans it out to its synapses there): a spike of neuron ``i`` of population ``P`` 
 every distinct core that holds a neuron with a synapse from ``i``, over every connection that
 reads ``P`` (recurrent connections and relays included). A packet to the core of the source
 itself counts as a packet with zero hops. Hops are the Manhattan distance between the two
-cores on the core grid, the chips side by side in one row (chip ``k``'s grid starts at column
+cores' tiles on the mesh, X-then-Y as Loihi routes, split into east-west hops (columns) and
+north-south hops (rows), the chips side by side in one row (chip ``k``'s mesh starts at column
 ``k * cols``: our assumption; the inter-chip links are not modelled), and packets between
-chips are also counted on their own. Graded input values come from the host: each nonzero
-input value is one packet (8-bit payload) to every core that holds a neuron with a synapse
-from that input, counted apart (no hops: the host is not on the grid).
+chips are also counted on their own. Input values: each nonzero input value is one packet
+(8-bit payload when graded) to every core that holds a neuron with a synapse from that input,
+counted apart; from the host (no hops: the host is not on the mesh) unless the input is placed
+on chip (then from its core, with hops, as a layer's spikes).
 """
 
 from __future__ import annotations
@@ -130,9 +137,44 @@ LOIHI2: dict[str, Limit] = {
         "prices spikes within a tile and per tile hop); cores fill "
         "the grid in snake order; hops are Manhattan distances on it"),
     "core_grid_cols": Limit(16, "columns", PRESS_2021, "secondary report", "see core_grid_rows"),
+    "cores_per_tile": Limit(1, "cores", PRESS_2021, "our assumption",
+                            "one mesh router per core: the 8x16 mesh of the report holds the 128 cores"),
+    "input_neurons_per_core": Limit(
+        None, "neurons", "Lava's host interfaces (lava-nc 0.10.0: a RingBuffer or io.source process feeds the first "
+        "synapses)", "our assumption", "None: input values come from the host, off the mesh (no hops)"),
     "chips_per_system": Limit(
         8, "chips", PRESS_2021 + " (Kapoho Point: a board of eight Loihi 2 chips)", "secondary report",
         f"the default max_chips of place(); Hala Point holds {HALA_POINT_CHIPS:,} (" + HALA_POINT + ")"),
+}
+
+SANAFE_LOIHI = ("SANA-FE (github.com/SLAM-Lab/SANA-FE), arch/loihi.yaml, shipped as sanafe/examples/loihi.yaml in the "
+                "sanafe 2.2.9 wheel on PyPI, identical to the repository's file at commit "
+                "8951ab0711676a773261284d2e8c9d995156cb3d (sha256 359988170f66470d...)")
+
+# Loihi 1 as SANA-FE's calibrated architecture file lays it out (the chip the "loihi-calibrated" energy profile prices).
+LOIHI1: dict[str, Limit] = {
+    "neurons_per_core": Limit(1024, "neurons", SANAFE_LOIHI + " (max_neurons_supported: 1024); " + DAVIES
+                              + ": 1,024 compartments per core", "published"),
+    "synaptic_memory_per_core": Limit(128 * 1024, "bytes", DAVIES + "; " + NENGO_LOIHI + " (2^20 bits)", "published",
+                                      "synapses at 8 bits each, no headers (Loihi 1's run headers are not counted)"),
+    "synapse_bits": LOIHI2["synapse_bits"],
+    "fan_in_axons_per_core": Limit(4096, "axons", DAVIES + "; " + NENGO_LOIHI, "published"),
+    "fan_out_axons_per_core": Limit(4096, "axons", DAVIES + "; " + NENGO_LOIHI, "published"),
+    "cores_per_chip": Limit(128, "cores", DAVIES + ": 128 neuromorphic cores; " + SANAFE_LOIHI
+                            + " (32 tiles of 4 cores)", "published"),
+    "core_grid_rows": Limit(4, "rows of tiles", SANAFE_LOIHI + " (mesh height: 4)", "published",
+                            "the mesh of tiles (routers); hops are counted between tiles, X then Y"),
+    "core_grid_cols": Limit(8, "columns of tiles", SANAFE_LOIHI + " (mesh width: 8)", "published",
+                            "see core_grid_rows"),
+    "cores_per_tile": Limit(4, "cores", SANAFE_LOIHI + " (loihi_core[0..3] in every tile); " + DAVIES
+                            + " (Table 2 prices spikes within a tile and per tile hop)", "published"),
+    "input_neurons_per_core": Limit(1024, "neurons", SANAFE_LOIHI + " (input neurons: soma loihi_inputs[0..1023] "
+                                    "on every core, free of energy and latency)", "our assumption",
+                                    "input spikes enter from input neurons placed on cores, as SANA-FE maps them"),
+    "chips_per_system": Limit(32, "chips", "Intel's Nahuku board (32 Loihi chips), as Davies et al., 'Advancing "
+                              "neuromorphic computing with Loihi', Proc. IEEE 109(5), 2021, describe it",
+                              "secondary report", "SANA-FE's file describes one chip; several chips are laid side "
+                              "by side in one row (our assumption)"),
 }
 
 
@@ -199,7 +241,9 @@ def _reach(conn: LoihiConnection, layer: LoihiLayer, start: int, stop: int) -> n
 
 @dataclass
 class Core:
-    """One core: the neurons ``start:stop`` of ``layer`` and what they hold; ``chip``, ``row``, ``col`` on the grid."""
+    """One core: the neurons ``start:stop`` of ``layer`` (``"input"``: input neurons placed on chip) and what they
+    hold; on chip ``chip``, in tile ``tile`` (slot ``slot`` of its ``cores_per_tile``), the tile at ``row``, ``col``
+    of the mesh."""
 
     index: int
     layer: str
@@ -212,26 +256,34 @@ class Core:
     col: int = 0
     fan_in_axons: int = 0
     fan_out_axons: int = 0
+    tile: int = 0
+    slot: int = 0
 
     @property
     def neurons(self) -> int:
         return self.stop - self.start
 
     def as_dict(self) -> dict[str, Any]:
-        return {"core": self.index, "chip": self.chip, "row": self.row, "col": self.col, "layer": self.layer,
+        return {"core": self.index, "chip": self.chip, "tile": self.tile, "slot": self.slot, "row": self.row,
+                "col": self.col, "layer": self.layer,
                 "neurons": [self.start, self.stop], "synapses": self.synapses, "memory_bytes": self.memory_bytes,
                 "fan_in_axons": self.fan_in_axons, "fan_out_axons": self.fan_out_axons}
 
 
 @dataclass
 class _Routes:
-    """Per source neuron: distinct destination cores, their summed hops, how many are on another chip, and
-    whether its own core is one of them."""
+    """Per source neuron: distinct destination cores, their summed hops (east-west, north-south), how many are on
+    another chip, and whether its own core is one of them."""
 
     cores: np.ndarray
-    hops: np.ndarray
+    hops_east_west: np.ndarray
+    hops_north_south: np.ndarray
     chip_crossing: np.ndarray
     same_core: np.ndarray
+
+    @property
+    def hops(self) -> np.ndarray:
+        return self.hops_east_west + self.hops_north_south
 
 
 @dataclass
@@ -271,7 +323,8 @@ class Placement:
         return {"limits": {k: v.as_dict() for k, v in self.limits.items()}, "layers": layers,
                 "cores": [c.as_dict() for c in self.cores], "cores_used": len(self.cores), "chips": self.chips,
                 "max_chips": self.max_chips, "synapse_rule": SYNAPSE_RULE,
-                "grid": "cores in layer order, chip by chip; on a chip row by row in snake order",
+                "grid": "cores in layer order, chip by chip; cores_per_tile cores per tile; tiles row by row in snake "
+                        "order", "input_on_chip": INPUT in self.layers,
                 "notes": list(self.notes)}
 
 
@@ -288,6 +341,50 @@ def _fan_in(layer: LoihiLayer, start: int, stop: int) -> int:
         reach = _reach(conn, layer, start, stop)
         by_source[conn.source] = reach | by_source[conn.source] if conn.source in by_source else reach
     return int(sum(int(r.sum()) for r in by_source.values()))
+
+
+def _bounded(start: int, stop: int, prefix: np.ndarray, limit: int) -> int:
+    """The largest ``stop' <= stop`` with ``prefix[stop'] - prefix[start] <= limit`` (``prefix``: cumulative sums)."""
+    return min(stop, int(np.searchsorted(prefix, prefix[start] + limit, side="right")) - 1)
+
+
+def _fan_out_limited(name: str, size: int, slices: list[tuple[int, int, int, int]], fan_out: np.ndarray | None,
+                     limit: int | None) -> list[tuple[int, int, int, int]]:
+    """Cut ``slices`` further so that no core sends to more than ``limit`` (neuron, destination core) pairs."""
+    if fan_out is None or limit is None or not size:
+        return slices
+    worst = int(fan_out.argmax())
+    if fan_out[worst] > limit:
+        raise SpikeforgeError(f"neuron {worst} of {name} sends to {int(fan_out[worst]):,} cores, more than the "
+                              f"{limit:,} fan-out axons of one core; make the layers after it smaller")
+    prefix = np.concatenate([[0], np.cumsum(fan_out)])
+    out = []
+    for start, stop, synapses, bits in slices:
+        if synapses or bits:   # a layer slice: split by fan-out, synapses and bits follow the neurons
+            while start < stop:
+                cut = _bounded(start, stop, prefix, limit)
+                out.append((start, cut, -1, -1))
+                start = cut
+        else:
+            while start < stop:
+                cut = _bounded(start, stop, prefix, limit)
+                out.append((start, cut, 0, 0))
+                start = cut
+    return out
+
+
+def _destinations(net: LoihiNetwork, source: str, slices: Mapping[str, list[tuple[int, int, int, int]]]) -> np.ndarray:
+    """Per neuron of ``source``: the destination cores it reaches (feed-forward connections; the slices given)."""
+    size = _population_size(net, source)
+    count = np.zeros(size, dtype=np.int64)
+    for layer in net.layers:
+        conns = [c for c in layer.connections if c.source == source and c.source != layer.name]
+        for start, stop, _, _ in slices.get(layer.name, []) if conns else []:
+            reach = np.zeros(size, dtype=bool)
+            for conn in conns:
+                reach |= _reach(conn, layer, start, stop)
+            count += reach
+    return count
 
 
 def _slices(layer: LoihiLayer, limits: Mapping[str, Limit]) -> list[tuple[int, int, int, int]]:
@@ -332,13 +429,28 @@ def _slices(layer: LoihiLayer, limits: Mapping[str, Limit]) -> list[tuple[int, i
     return out
 
 
-def _grid(index: int, limits: Mapping[str, Limit]) -> tuple[int, int, int]:
-    """``(chip, row, col)`` of core ``index``: chips in turn, each filled row by row in snake order."""
+def _recount(layer: LoihiLayer, limits: Mapping[str, Limit],
+             slices: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The synapses and bits of re-cut slices of ``layer``."""
+    synapses = np.zeros(layer.size, dtype=np.int64)
+    bits = np.zeros(layer.size, dtype=np.int64)
+    for conn in layer.connections:
+        count = incoming_synapses(conn, layer)
+        synapses += count
+        bits += count * synapse_bits(conn, limits)
+    return [(start, stop, int(synapses[start:stop].sum()), int(bits[start:stop].sum())) for start, stop, _, _ in slices]
+
+
+def _grid(index: int, limits: Mapping[str, Limit]) -> tuple[int, int, int, int, int]:
+    """``(chip, tile, slot, row, col)`` of core ``index``: chips in turn; on a chip ``cores_per_tile`` cores per tile,
+    tiles row by row in snake order."""
     per_chip = int(_value(limits, "cores_per_chip") or 1)
+    per_tile = int(limits["cores_per_tile"].value or 1) if "cores_per_tile" in limits else 1
     cols = int(_value(limits, "core_grid_cols") or per_chip)
     chip, k = divmod(index, per_chip)
-    row, col = divmod(k, cols)
-    return chip, row, col if row % 2 == 0 else cols - 1 - col
+    tile, slot = divmod(k, per_tile)
+    row, col = divmod(tile, cols)
+    return chip, tile, slot, row, col if row % 2 == 0 else cols - 1 - col
 
 
 def _population_size(net: LoihiNetwork, name: str) -> int:
@@ -354,8 +466,8 @@ def _route(net: LoihiNetwork, placement: Placement) -> None:
     chip = np.array([c.chip for c in placement.cores])
     for source in [INPUT, *(layer.name for layer in net.layers)]:
         size = _population_size(net, source)
-        cores, hops, crossing, local = (np.zeros(size, dtype=np.int64) for _ in range(4))
-        own = placement.core_of(source) if source != INPUT else None
+        cores, east_west, north_south, crossing, local = (np.zeros(size, dtype=np.int64) for _ in range(5))
+        own = placement.core_of(source) if source in placement.layers else None
         for layer in net.layers:
             conns = [c for c in layer.connections if c.source == source]
             for k in placement.layers[layer.name] if conns else []:
@@ -366,10 +478,11 @@ def _route(net: LoihiNetwork, placement: Placement) -> None:
                 core.fan_in_axons += int(reach.sum())
                 cores += reach
                 if own is not None:
-                    hops += reach * (np.abs(x[own] - x[k]) + np.abs(y[own] - y[k]))
+                    east_west += reach * np.abs(x[own] - x[k])
+                    north_south += reach * np.abs(y[own] - y[k])
                     crossing += reach & (chip[own] != chip[k])
                     local += reach & (own == k)
-        placement.routes[source] = _Routes(cores, hops, crossing, local)
+        placement.routes[source] = _Routes(cores, east_west, north_south, crossing, local)
         if own is not None:
             for k, out in enumerate(np.bincount(own, weights=cores, minlength=len(placement.cores))):
                 placement.cores[k].fan_out_axons += int(out)
@@ -385,32 +498,52 @@ def place(net: LoihiNetwork, limits: Mapping[str, Limit] = LOIHI2, max_chips: in
     limits = dict(limits)
     per_chip = int(_value(limits, "cores_per_chip") or 0)
     rows, cols = _value(limits, "core_grid_rows"), _value(limits, "core_grid_cols")
-    if not per_chip or not rows or not cols or rows * cols < per_chip:
-        raise SpikeforgeError(f"the core grid ({rows} x {cols}) must hold the {per_chip} cores of a chip; "
-                              "fix the limits")
+    per_tile = int(limits["cores_per_tile"].value or 1) if "cores_per_tile" in limits else 1
+    if not per_chip or not rows or not cols or rows * cols * per_tile < per_chip:
+        raise SpikeforgeError(f"the mesh ({rows} x {cols} tiles of {per_tile} core(s)) must hold the {per_chip} cores "
+                              "of a chip; fix the limits")
     max_chips = int(_value(limits, "chips_per_system") or 1) if max_chips is None else int(max_chips)
     if max_chips < 1:
         raise SpikeforgeError(f"max_chips must be at least 1, got {max_chips}")
-    planned = [(layer, _slices(layer, limits)) for layer in net.layers]
+    sliced: dict[str, list[tuple[int, int, int, int]]] = {layer.name: _slices(layer, limits) for layer in net.layers}
+    input_per_core = limits["input_neurons_per_core"].value if "input_neurons_per_core" in limits else None
+    fan_out_limit = _value(limits, "fan_out_axons_per_core")
+    # Fan-out: a core's (neuron, destination core) pairs depend on how its destinations are sliced, which does not
+    # depend on it: cut the populations last to first (a layer's destinations come after it).
+    order = [layer.name for layer in net.layers]
+    if input_per_core:
+        size = _population_size(net, INPUT)
+        sliced[INPUT] = [(start, min(start + input_per_core, size), 0, 0) for start in range(0, size, input_per_core)]
+        order.insert(0, INPUT)
+    if fan_out_limit is not None:
+        for name in reversed(order):
+            layer = next((layer for layer in net.layers if layer.name == name), None)
+            cut = _fan_out_limited(name, _population_size(net, name), sliced[name],
+                                   _destinations(net, name, sliced), fan_out_limit)
+            if layer is not None and any(synapses < 0 for _, _, synapses, _ in cut):
+                cut = _recount(layer, limits, cut)
+            sliced[name] = cut
+    planned: list[tuple[str, list[tuple[int, int, int, int]]]] = [(name, sliced[name]) for name in order]
     needed = sum(len(slices) for _, slices in planned)
     chips = max(1, math.ceil(needed / per_chip))
     if chips > max_chips:
-        biggest = ", ".join(f"{layer.name}: {len(slices):,}"
-                            for layer, slices in sorted(planned, key=lambda p: -len(p[1]))[:3])
+        largest = sorted(planned, key=lambda p: -len(p[1]))[:3]
+        biggest = ", ".join(f"{name}: {len(slices):,}" for name, slices in largest)
         raise SpikeforgeError(
-            f"the network needs {needed:,} Loihi 2 cores ({biggest}"
+            f"the network needs {needed:,} cores ({biggest}"
             f"{', ...' if len(planned) > 3 else ''}), that is {chips:,} chips of {per_chip} cores; the system has "
             f"{max_chips:,} chip(s); make the layers smaller or sparser, or place on a larger system "
             f"(max_chips={HALA_POINT_CHIPS} for Hala Point)")
     cores: list[Core] = []
     layers: dict[str, list[int]] = {}
-    for layer, slices in planned:
-        layers[layer.name] = []
+    for name, slices in planned:
+        layers[name] = []
         for start, stop, synapses, bits in slices:
             index = len(cores)
-            chip, row, col = _grid(index, limits)
-            cores.append(Core(index, layer.name, start, stop, synapses, math.ceil(bits / 8), chip, row, col))
-            layers[layer.name].append(index)
+            chip, tile, slot, row, col = _grid(index, limits)
+            cores.append(Core(index, name, start, stop, synapses, math.ceil(bits / 8), chip, row, col,
+                              tile=tile, slot=slot))
+            layers[name].append(index)
     placement = Placement(limits, max_chips, cores, layers)
     if chips > 1:
         placement.notes.append(f"the network needs {needed:,} cores: placed on {chips} chips of {per_chip} cores "
@@ -448,7 +581,7 @@ def traffic(net: LoihiNetwork, placement: Placement, spikes: Mapping[str, Any], 
     """
     if sample_axis not in (0, 1):
         raise SpikeforgeError(f"sample_axis must be 0 ([S, T, N]) or 1 ([T, B, N]), got {sample_axis}")
-    packets, hops, crossing, same_core = 0, 0, 0, 0
+    packets, east_west, north_south, crossing, same_core = 0, 0, 0, 0, 0
     by_layer: dict[str, int] = {}
     samples: int | None = None
     for layer in net.layers:
@@ -461,22 +594,31 @@ def traffic(net: LoihiNetwork, placement: Placement, spikes: Mapping[str, Any], 
         samples = n if samples is None else samples
         by_layer[layer.name] = int(counts @ routes.cores)
         packets += by_layer[layer.name]
-        hops += int(counts @ routes.hops)
+        east_west += int(counts @ routes.hops_east_west)
+        north_south += int(counts @ routes.hops_north_south)
         crossing += int(counts @ routes.chip_crossing)
         same_core += int(counts @ routes.same_core)
     input_packets = None
     if inputs is not None:
         counts, n = _counts(inputs, sample_axis, "input", _population_size(net, INPUT))
         samples = n if samples is None else samples
-        input_packets = int(counts @ placement.routes[INPUT].cores)
+        routes = placement.routes[INPUT]
+        input_packets = int(counts @ routes.cores)
+        east_west += int(counts @ routes.hops_east_west)
+        north_south += int(counts @ routes.hops_north_south)
+        crossing += int(counts @ routes.chip_crossing)
     n = max(samples or 1, 1)
+    hops = east_west + north_south
     return {
         "model": "one packet per spike and distinct destination core (same core: a packet, 0 hops); hops: Manhattan "
-                 "distance on the core grid, chips side by side; input: one packet per nonzero graded value and "
-                 "destination core, from the host",
+                 "distance between tiles on the mesh, chips side by side; input: one packet per nonzero input value "
+                 "and destination core, " + ("from its input core on chip (hops counted)" if INPUT in placement.layers
+                                             else "from the host (no hops)"),
+        "input_on_chip": INPUT in placement.layers,
         "samples": samples or 0,
         "packets_total": packets, "packets_per_inference": packets / n,
         "hops_total": hops, "hops_per_inference": hops / n,
+        "hops_east_west_per_inference": east_west / n, "hops_north_south_per_inference": north_south / n,
         "packets_by_layer": {k: v / n for k, v in by_layer.items()},
         "chip_crossing_packets_total": crossing, "chip_crossing_packets_per_inference": crossing / n,
         "same_core_packets_per_inference": same_core / n,
