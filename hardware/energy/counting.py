@@ -395,8 +395,7 @@ class OperationCounter:
             layer.dense_macs += self._dense_per_sample(name, module, x) * x.shape[0]
             kind, values, scale = self._events(name, x)
             if kind == "analog":
-                nonzero = (x != 0).to(x.dtype)
-                layer.effective_macs += fan_out_sum(module, nonzero)
+                layer.effective_macs += fan_out_sum(module, x != 0)
             else:
                 layer.synaptic_ops += fan_out_sum(module, values, scale=scale)
             kinds = set(layer.input.split("+")) - {"-"}
@@ -475,44 +474,34 @@ def fan_out_sum(module: nn.Module, values: torch.Tensor, all_weights: bool = Fal
     """``sum_j values[j] * scale[j] * fan_out(j)`` over all input elements.
 
     fan_out(j) is the number of nonzero weights that input element j meets (for a conv:
-    over all output positions, with the layer's stride, padding, dilation and groups). One
-    convolution of ``values`` with the nonzero-weight mask computes it; when every weight is
-    nonzero, an all-ones kernel with one output channel per group does, times the outputs
-    per group (cheaper). ``all_weights=True`` counts zero weights too (dense hardware
-    multiplies them; NeuroBench's "Dense"). ``scale`` (``[1, *input shape]``) multiplies each
-    input element; when it is constant over positions it is folded into the kernel.
-    Per-element sums are small integers (exact in float32), the grand total is summed in
-    float64; with a non-unit ``scale`` the result is exact up to float rounding (~1e-7).
+    over all output positions, with the layer's stride, padding, dilation and groups): the
+    adjoint of the convolution with the nonzero-weight mask, applied to one all-ones output
+    (:func:`fan_out_map`, one sample's worth of work). The values are first summed over the
+    batch (and time) rows, so the cost is one pass over the input, whatever the layer.
+    ``all_weights=True`` counts zero weights too (dense hardware multiplies them; NeuroBench's
+    "Dense"). ``scale`` (``[1, *input shape]``) multiplies each input element.
+    Per-element sums of spike counts are integers (exact in float32 below 2**24), the grand total
+    is summed in float64; with a non-unit ``scale`` the result is exact up to float rounding (~1e-7).
     """
-    values = values.to(torch.float32)
-    mask = torch.ones_like(module.weight, dtype=values.dtype) if all_weights else (module.weight != 0).to(values.dtype)
-    if isinstance(module, nn.Linear):
-        # Column sums in float32 (exact while below 2**24, i.e. for any realistic batch), then float64.
-        flat = values.reshape(-1, module.in_features).sum(0).to(torch.float64)
-        if scale is not None:
-            flat = flat * scale.reshape(-1).to(torch.float64)
-        return float((flat * mask.sum(0, dtype=torch.float64)).sum())
-    conv = F.conv2d if isinstance(module, nn.Conv2d) else F.conv1d
-    groups, per_group_in = module.groups, module.in_channels // module.groups
-    channel_scale = None
+    per_element = values.reshape(-1, *values.shape[-(module.weight.dim() - 1):]).sum(0, dtype=torch.float32)
+    total = per_element.to(torch.float64)
     if scale is not None:
-        flat_scale = scale.reshape(scale.shape[1], -1)
-        if bool((flat_scale == flat_scale[:, :1]).all()):
-            channel_scale = flat_scale[:, 0].to(values.dtype)
-        else:
-            values = values * scale
-    spatial = [1] * (mask.dim() - 2)
-    if bool(mask.all()):
-        kernel = torch.ones(groups, *mask.shape[1:], dtype=values.dtype, device=values.device)
-        if channel_scale is not None:
-            kernel = kernel * channel_scale.reshape(groups, per_group_in, *spatial)
-        out = conv(values, kernel, None, module.stride, module.padding, module.dilation, groups)
-        return float(out.sum(dtype=torch.float64)) * (module.out_channels // groups)
-    if channel_scale is not None:
-        per_output = channel_scale.reshape(groups, per_group_in).repeat_interleave(module.out_channels // groups, 0)
-        mask = mask * per_output.reshape(module.out_channels, per_group_in, *spatial)
-    out = conv(values, mask, None, module.stride, module.padding, module.dilation, groups)
-    return float(out.sum(dtype=torch.float64))
+        total = total * scale.reshape(total.shape).to(torch.float64)
+    return float((total * fan_out_map(module, tuple(total.shape), all_weights)).sum())
+
+
+def fan_out_map(module: nn.Module, shape: tuple[int, ...], all_weights: bool = False) -> torch.Tensor:
+    """Float64 ``[*shape]``: the synapses leaving each input element of ``module`` (``shape``: one sample's input)."""
+    weight = module.weight.detach()
+    mask = torch.ones_like(weight, dtype=torch.float64) if all_weights else (weight != 0).to(torch.float64)
+    if isinstance(module, nn.Linear):
+        return mask.sum(0).reshape(shape)
+    conv = F.conv2d if isinstance(module, nn.Conv2d) else F.conv1d
+    with torch.enable_grad():   # the adjoint of the mask convolution, by autograd (any padding, 'same' included)
+        probe = torch.zeros(1, *shape, dtype=torch.float64, device=weight.device, requires_grad=True)
+        out = conv(probe, mask, None, module.stride, module.padding, module.dilation, module.groups)
+        (grad,) = torch.autograd.grad(out, probe, torch.ones_like(out))
+    return grad.reshape(shape)
 
 
 @torch.no_grad()
