@@ -133,3 +133,23 @@ def test_demo_stage_compares_ann_on_cmos_with_snn_on_loihi_and_cmos(files, tmp_p
     text = "\n".join(lines)
     assert "## Energy and latency per inference" in text and "*minimum*" in text and "energy/energy_layers.png" in text
     assert "Why the two Loihi estimates differ: loihi-calibrated is" in text and "calibrated to silicon" in text
+
+
+def test_a_network_loihi_cannot_run_keeps_the_lower_bound_on_simulated_operations(tmp_path):
+    """ALIF does not compile for Loihi: ``loihi`` prices the simulated operations (hops unpriced) and says why;
+    ``loihi-calibrated`` prices hardware events only, so it refuses with the compiler's reason."""
+    from torch import nn
+
+    from snn.network import Sequential
+    from snn.neurons import ALIF, Integrator
+
+    model = Sequential(nn.Flatten(), nn.Linear(64, 16), ALIF(), nn.Linear(16, 10), Integrator(), input_shape=(1, 8, 8))
+    path = save_checkpoint(tmp_path / "alif.pt", model.eval(),
+                           {"timesteps": 4, "encoder": "direct", "readout": "membrane_mean"})
+    result = _snn_energy(["--snn", str(path), "--profile", "loihi,cmos45", "--samples", "4", "--json"])
+    loihi = result["profiles"]["loihi"]
+    assert "ALIF" in loihi["not_compiled"] and loihi["latency_per_inference_s"] is None
+    assert "tile_hops" in {u.get("term") for u in loihi["snn"]["unpriced"]} and "loihi_band" not in result
+    with pytest.raises(SpikeforgeError, match=r"'loihi-calibrated' prices the network compiled for Loihi, which "
+                                              r"failed: layer 2 \(ALIF\) cannot run on Loihi 2"):
+        _snn_energy(["--snn", str(path), "--profile", "loihi-calibrated", "--samples", "4", "--json"])

@@ -275,7 +275,6 @@ def _other_forms(rules: Mapping[str, Any]) -> set[str]:
     for group in FORMS:
         used = [form for form in group if any(k in rules for k in form)] or [group[0]]
         skipped |= {count for form in group if form not in used for count in form}
-    # a hardware event that is not a form of another count is only priced where the profile knows it
     return skipped
 
 

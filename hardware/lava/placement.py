@@ -348,28 +348,23 @@ def _bounded(start: int, stop: int, prefix: np.ndarray, limit: int) -> int:
     return min(stop, int(np.searchsorted(prefix, prefix[start] + limit, side="right")) - 1)
 
 
-def _fan_out_limited(name: str, size: int, slices: list[tuple[int, int, int, int]], fan_out: np.ndarray | None,
-                     limit: int | None) -> list[tuple[int, int, int, int]]:
-    """Cut ``slices`` further so that no core sends to more than ``limit`` (neuron, destination core) pairs."""
-    if fan_out is None or limit is None or not size:
-        return slices
+def _fan_out_limited(name: str, size: int, slices: list[tuple[int, int, int, int]], fan_out: np.ndarray,
+                     limit: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of ``slices`` cut further so that no core sends to more than ``limit`` (neuron, destination
+    core) pairs."""
+    if not size:
+        return [(start, stop) for start, stop, _, _ in slices]
     worst = int(fan_out.argmax())
     if fan_out[worst] > limit:
         raise SpikeforgeError(f"neuron {worst} of {name} sends to {int(fan_out[worst]):,} cores, more than the "
                               f"{limit:,} fan-out axons of one core; make the layers after it smaller")
     prefix = np.concatenate([[0], np.cumsum(fan_out)])
     out = []
-    for start, stop, synapses, bits in slices:
-        if synapses or bits:   # a layer slice: split by fan-out, synapses and bits follow the neurons
-            while start < stop:
-                cut = _bounded(start, stop, prefix, limit)
-                out.append((start, cut, -1, -1))
-                start = cut
-        else:
-            while start < stop:
-                cut = _bounded(start, stop, prefix, limit)
-                out.append((start, cut, 0, 0))
-                start = cut
+    for start, stop, _, _ in slices:
+        while start < stop:
+            cut = _bounded(start, stop, prefix, limit)
+            out.append((start, cut))
+            start = cut
     return out
 
 
@@ -387,15 +382,21 @@ def _destinations(net: LoihiNetwork, source: str, slices: Mapping[str, list[tupl
     return count
 
 
-def _slices(layer: LoihiLayer, limits: Mapping[str, Limit]) -> list[tuple[int, int, int, int]]:
-    """``(start, stop, synapses, bits)`` of each core of ``layer``: greedy, each slice as large as the limits allow."""
-    n = layer.size
-    synapses = np.zeros(n, dtype=np.int64)
-    bits = np.zeros(n, dtype=np.int64)
+def _synapse_counts(layer: LoihiLayer, limits: Mapping[str, Limit]) -> tuple[np.ndarray, np.ndarray]:
+    """Incoming synapses and their bits, per neuron of ``layer``."""
+    synapses = np.zeros(layer.size, dtype=np.int64)
+    bits = np.zeros(layer.size, dtype=np.int64)
     for conn in layer.connections:
         count = incoming_synapses(conn, layer)
         synapses += count
         bits += count * synapse_bits(conn, limits)
+    return synapses, bits
+
+
+def _slices(layer: LoihiLayer, limits: Mapping[str, Limit]) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, synapses, bits)`` of each core of ``layer``: greedy, each slice as large as the limits allow."""
+    n = layer.size
+    synapses, bits = _synapse_counts(layer, limits)
     capacity = 8 * int(_value(limits, "synaptic_memory_per_core") or 0)
     per_core = int(_value(limits, "neurons_per_core") or n)
     fan_in_limit = _value(limits, "fan_in_axons_per_core")
@@ -430,15 +431,10 @@ def _slices(layer: LoihiLayer, limits: Mapping[str, Limit]) -> list[tuple[int, i
 
 
 def _recount(layer: LoihiLayer, limits: Mapping[str, Limit],
-             slices: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """The synapses and bits of re-cut slices of ``layer``."""
-    synapses = np.zeros(layer.size, dtype=np.int64)
-    bits = np.zeros(layer.size, dtype=np.int64)
-    for conn in layer.connections:
-        count = incoming_synapses(conn, layer)
-        synapses += count
-        bits += count * synapse_bits(conn, limits)
-    return [(start, stop, int(synapses[start:stop].sum()), int(bits[start:stop].sum())) for start, stop, _, _ in slices]
+             slices: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, synapses, bits)`` of re-cut slices of ``layer``."""
+    synapses, bits = _synapse_counts(layer, limits)
+    return [(start, stop, int(synapses[start:stop].sum()), int(bits[start:stop].sum())) for start, stop in slices]
 
 
 def _grid(index: int, limits: Mapping[str, Limit]) -> tuple[int, int, int, int, int]:
@@ -517,12 +513,10 @@ def place(net: LoihiNetwork, limits: Mapping[str, Limit] = LOIHI2, max_chips: in
         order.insert(0, INPUT)
     if fan_out_limit is not None:
         for name in reversed(order):
-            layer = next((layer for layer in net.layers if layer.name == name), None)
             cut = _fan_out_limited(name, _population_size(net, name), sliced[name],
                                    _destinations(net, name, sliced), fan_out_limit)
-            if layer is not None and any(synapses < 0 for _, _, synapses, _ in cut):
-                cut = _recount(layer, limits, cut)
-            sliced[name] = cut
+            layer = next((layer for layer in net.layers if layer.name == name), None)
+            sliced[name] = [(a, b, 0, 0) for a, b in cut] if layer is None else _recount(layer, limits, cut)
     planned: list[tuple[str, list[tuple[int, int, int, int]]]] = [(name, sliced[name]) for name in order]
     needed = sum(len(slices) for _, slices in planned)
     chips = max(1, math.ceil(needed / per_chip))
