@@ -75,6 +75,10 @@ def conversion_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any]
         "![accuracy versus timesteps](conversion.png)",
         "",
     ]
+    results["headline"] = [["ANN accuracy (ReLU / QCFS)", f"{100 * reference:.2f}% / {100 * qcfs_reference:.2f}%"],
+                           [f"SNN accuracy at T = {steps} (ReLU ANN)", f"{100 * relu_curve[str(steps)]:.2f}%"],
+                           [f"SNN accuracy at T = {DEFAULT_TIMESTEPS[-1]} (ReLU ANN)",
+                            f"{100 * relu_curve[str(DEFAULT_TIMESTEPS[-1])]:.2f}%"]]
     return results, lines
 
 

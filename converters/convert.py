@@ -22,11 +22,13 @@ and runs on every backend like one built by hand.
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Iterable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from converters.assemble import spiking_network
 from converters.calibration import activation_thresholds, first_input
@@ -67,7 +69,9 @@ def accuracy_by_timesteps(snn_model: nn.Module, loader: DataLoader, timesteps: I
     snn_model.eval().to(device)
     correct = {t: 0 for t in steps}
     total = 0
-    for x, y in loader:
+    batches = tqdm(loader, desc=f"SNN accuracy, T = {', '.join(map(str, steps))}", unit="batch", leave=False,
+                   file=sys.stderr, disable=len(loader) < 2)
+    for x, y in batches:
         x, y = x.to(device), y.to(device)
         accumulated = snn_model(encoders.direct(x, steps[-1]))  # the Integrator readout: sum of y
         for t in steps:

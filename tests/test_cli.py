@@ -84,6 +84,11 @@ def test_demo_writes_report_results_and_plots(tmp_path) -> None:
     assert {"report.md", "results.json", "model.pt", "raster.png", "membrane.png", "training_curves.png"} <= written
     assert json.loads((tmp_path / "demo" / "results.json").read_text())["test_accuracy"] == result["test_accuracy"]
     assert "test accuracy" in (tmp_path / "demo" / "report.md").read_text()
+    # without --json the demo prints this table: every stage's headline and the report's path, under 40 lines
+    from snn.app.demo import summary_table
+    table = summary_table(result).splitlines()
+    assert len(table) < 40 and table[-2].endswith("report.md")
+    assert {line.split()[0] for line in table[:-2]} == set(result["stages"])
 
 
 def test_a_recurrent_network_on_digit_rows_runs_through_the_verbs(tmp_path) -> None:

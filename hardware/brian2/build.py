@@ -209,7 +209,8 @@ def _simulate(graph: NetworkGraph, inputs: np.ndarray, batch: int, target: str) 
         groups[pop.name], index[pop.name] = group, k
     net = b2.Network(*objects)
     built = time.perf_counter()
-    net.run(chunks * steps * dt, namespace=namespace)
+    # Brian2's own progress report on stderr (start, every 10 s of wall time, end): runs can take minutes.
+    net.run(chunks * steps * dt, namespace=namespace, report="stderr", report_period=10 * b2.second)
     ran = time.perf_counter()
 
     sizes = {p.name: p.size for p in graph.populations}

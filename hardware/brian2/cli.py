@@ -84,7 +84,9 @@ def brian2_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
         *notes,
         "",
     ]
-    return {"networks": runs}, lines
+    headline = [[f"{label}: identical spike trains", f"{r['compare']['matching_samples']} / {r['compare']['samples']}"]
+                for label, r in runs.items()]
+    return {"networks": runs, "headline": headline}, lines
 
 
 brian2_stage.order = 40  # type: ignore[attr-defined]

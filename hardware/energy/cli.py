@@ -155,6 +155,11 @@ def energy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
         "![accuracy versus energy](energy/energy_pareto.png)",
         "",
     ]
+    result["headline"] = [
+        ["ANN on 45 nm CMOS", format_joules(ann_j)],
+        [f"SNN (T = {steps}) on Loihi: bound - calibrated", f"{format_joules(loihi['energy_per_inference_j'])} - "
+         f"{format_joules(calibrated['energy_per_inference_j'])}, {latency(calibrated)}"],
+        [f"SNN (T = {steps}) on 45 nm CMOS", format_joules(cmos["energy_per_inference_j"])]]
     return result, lines
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from converters.factory import build_ann
 from converters.pipeline import check_fits
@@ -68,8 +69,10 @@ def count_snn(model: nn.Module, encode: Callable, predict: Callable, x: torch.Te
               steps: int) -> tuple[NetworkCounts, float]:
     """Simulate ``x`` for ``steps`` under the counter: (counts per inference, accuracy)."""
     correct = 0
+    starts = range(0, len(x), BATCH)
     with OperationCounter(model, "snn") as counter:
-        for start in range(0, len(x), BATCH):
+        for start in tqdm(starts, desc=f"counting, T = {steps}", unit="batch", leave=False, file=sys.stderr,
+                          disable=len(starts) < 2):
             out = model(encode(x[start:start + BATCH], steps))
             correct += int((predict(out) == y[start:start + BATCH]).sum())
     return counter.counts().per_inference(), correct / len(x)

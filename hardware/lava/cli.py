@@ -137,7 +137,15 @@ def deploy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], li
               for label, r in graded.items()),
             "",
         ]
-    return {"networks": runs, "sigma_delta": graded}, lines
+    headline = [[f"{label}: Lava accuracy, spike-exact", f"{100 * r['lava_accuracy']:.1f}%, "
+                 f"{100 * r['emulation_agreement']:.0f}% of samples"] for label, r in runs.items()]
+    headline += [[f"{label}: energy (bound - calibrated), latency",
+                  f"{_joules(r['energy_per_inference_j']['loihi'])} - "
+                  f"{_joules(r['energy_per_inference_j']['loihi-calibrated'])}, "
+                  f"{1e6 * r['latency_per_inference_s']:.3g} us"] for label, r in runs.items()]
+    headline += [[f"{label}, sigma-delta: Lava accuracy", f"{100 * r['lava_accuracy']:.1f}%"]
+                 for label, r in graded.items()]
+    return {"networks": runs, "sigma_delta": graded, "headline": headline}, lines
 
 
 deploy_stage.order = 30  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ run raises :class:`SpikeforgeError` and leaves no result file behind (the folder
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -25,6 +26,31 @@ from snn.errors import SpikeforgeError
 RUNNER = Path(__file__).with_name("runner.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT_S = 600.0
+
+
+def _run_with_progress(command: list[str], timeout: float, label: str) -> tuple[int, str]:
+    """Run ``command`` in its own session, showing the elapsed seconds on stderr (the runner reports no progress of
+    its own); past ``timeout`` its whole process group is killed (Lava's worker processes included)."""
+    import signal
+    import time
+
+    from tqdm import tqdm
+
+    with tempfile.TemporaryFile(mode="w+") as err, subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True) as process:
+        start = time.perf_counter()
+        with tqdm(desc=label, unit="s", bar_format="{desc}: {elapsed}", leave=False) as bar:
+            while process.poll() is None:
+                if time.perf_counter() - start > timeout:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    raise SpikeforgeError(f"the Lava run did not finish within {timeout:.0f} s and was stopped; run "
+                                          "fewer samples or raise the timeout")
+                time.sleep(0.2)
+                bar.update(0)
+        err.seek(0)
+        return process.returncode, err.read()
 
 
 @dataclass
@@ -74,16 +100,13 @@ def run_in_lava(net: LoihiNetwork | SigmaDeltaNetwork, q: np.ndarray, mode: str 
         if steps_per_sample is not None:
             command += ["--steps-per-sample", str(steps_per_sample)]
         start = time.perf_counter()
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                  start_new_session=True)
-        except subprocess.TimeoutExpired as error:
-            raise SpikeforgeError(f"the Lava run did not finish within {timeout:.0f} s and was stopped; run fewer "
-                                  "samples or raise the timeout") from error
+        samples = int(q.shape[0]) if q.ndim > 2 else 1
+        label = f"Lava run ({samples} sample{'s' if samples != 1 else ''})"
+        returncode, stderr = _run_with_progress(command, timeout, label)
         seconds = time.perf_counter() - start
-        if done.returncode != 0 or not out.exists():
-            tail = (done.stderr or "").strip().splitlines()[-3:]
-            raise SpikeforgeError(f"the Lava run failed (exit status {done.returncode}): {' | '.join(tail)}")
+        if returncode != 0 or not out.exists():
+            tail = stderr.strip().splitlines()[-3:]
+            raise SpikeforgeError(f"the Lava run failed (exit status {returncode}): {' | '.join(tail)}")
         with np.load(out) as result:
             spikes = {k[len("spikes/"):]: result[k] for k in result.files if k.startswith("spikes/")}
             membrane = {k[len("membrane/"):]: result[k] for k in result.files if k.startswith("membrane/")}

@@ -53,8 +53,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
-    from snn.app.demo import run_demo
-    return run_demo(args.out, epochs=args.epochs, timesteps=args.timesteps, device=args.device, samples=args.samples)
+    """With ``--json`` the whole results object; without, a short table of each stage's headline figures on stdout
+    (and nothing else: the printed result is empty)."""
+    from snn.app.demo import run_demo, summary_table
+    results = run_demo(args.out, epochs=args.epochs, timesteps=args.timesteps, device=args.device,
+                       samples=args.samples)
+    if args.json:
+        return results
+    print(summary_table(results))
+    return {}
 
 
 def _add_train(verbs: argparse._SubParsersAction) -> None:

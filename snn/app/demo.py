@@ -95,6 +95,9 @@ def train_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], lis
         "",
     ]
     results.pop("history")
+    results["headline"] = [["test accuracy", f"{100 * results['test_accuracy']:.2f}%"],
+                           ["T, epochs, training time", f"{results['timesteps']}, {results['epochs']}, "
+                                                        f"{results['train_seconds']:.0f} s"]]
     context.setdefault("networks", []).append({"label": "trained SNN", "path": results["checkpoint"],
                                                "timesteps": None})
     return results, lines
@@ -109,6 +112,17 @@ def demo_stages() -> list[tuple[str, Stage]]:
     stages: list[tuple[str, Stage]] = [("train", train_stage)]
     stages += [(entry.name, entry.load()) for entry in entry_points(group=STAGE_GROUP)]
     return sorted(stages, key=lambda item: getattr(item[1], "order", 100))
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """A few lines for the terminal: each stage's headline figures (its ``headline`` rows) and the report's path."""
+    rows = [(name, label, value) for name, stage in results["stages"].items()
+            for label, value in stage.get("headline", [])]
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(2)]
+    lines = [f"{name:<{widths[0]}}  {label:<{widths[1]}}  {value}" for name, label, value in rows]
+    lines += [f"total {results['total_seconds']:.0f} s; report: {results['report']}",
+              "(snn demo --json prints every figure)"]
+    return "\n".join(lines)
 
 
 def run_demo(out_dir: str | Path, epochs: int | None = None, timesteps: int | None = None,
