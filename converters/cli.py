@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from snn.app.options import add_data_options, add_json_flag
+from snn.app.options import add_data_options, add_json_flag, sample_options
 
 VERB_HELP = "convert a trained ANN into a spiking network"
 # converters.pipeline.DEFAULT_TIMESTEPS as the option's text (tests/test_cli_startup.py checks they agree)
@@ -21,12 +21,13 @@ DEFAULT_TIMESTEPS_TEXT = "1,2,4,8,16,32,64"
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     from converters.pipeline import parse_timesteps, run_conversion
     return run_conversion(args.ann, args.weights, args.out, args.dataset, parse_timesteps(args.timesteps),
-                          args.percentile, not args.layerwise, args.data_dir, args.device, args.seed)
+                          args.percentile, not args.layerwise, args.data_dir, args.device, args.seed,
+                          data_options=sample_options(args))
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser("convert", help=VERB_HELP)
-    add_data_options(parser)
+    add_data_options(parser, sample_options=True)
     parser.add_argument("--ann", required=True, help="package.module:factory that builds the ANN")
     parser.add_argument("--weights", default=None, help="state dict of the trained ANN (torch.save)")
     parser.add_argument("--timesteps", default=DEFAULT_TIMESTEPS_TEXT,

@@ -37,9 +37,15 @@ NIR mappings use (snnTorch: ``beta = 1 - dt/tau``; Norse's LIFBoxCell integrates
 ``dv = dt/tau ((v_leak - v) + i)``), so their exports reproduce their simulations.
 
 Reset: NIR has no reset mode; its neurons reset to ``v_reset``. We write ``v_reset = 0``
-and the mode in the node's metadata (``reset_mode``: ``"zero"`` or ``"subtract"``). A
-reader that ignores metadata (every peer) runs reset-to-zero; without the field we assume
-zero, as the specification says. A non-zero ``v_reset`` has no counterpart and is refused.
+and the mode in the node's metadata (``reset_mode``: ``"zero"``, ``"subtract"`` or
+``"subtract-delayed"``). A reader that ignores metadata (every peer) runs reset-to-zero;
+without the field we assume zero, as the specification says, unless the import names a
+producer whose files mean something else (:mod:`converters.nir_dialects`: snnTorch's
+default is ``"subtract-delayed"``). A non-zero ``v_reset`` has no counterpart and is refused.
+
+Exact (exponential) decays, for producers that integrate that way (sinabs): ``beta =
+exp(-dt/tau)`` and the membrane's input gain ``g_mem = r (1 - beta)`` (the zero-order-hold
+solution of the LIF equation over one step); ``theta`` and ``bias`` follow as above.
 
 Exactness: computed in float64 and rounded once to the layer's dtype. Parameters in float32
 (torch's default) round-trip bit for bit: the formulas' float64 error (~1e-16) is far below a
@@ -112,6 +118,12 @@ def tau_to_decay(tau: np.ndarray, dt: float) -> np.ndarray:
     return 1.0 - dt / tau
 
 
+def membrane_gain(r: np.ndarray, tau: np.ndarray, dt: float, exponential: bool = False) -> np.ndarray:
+    """The membrane's input gain over one step: ``r dt / tau`` (Euler) or ``r (1 - exp(-dt/tau))`` (exact)."""
+    r, tau = np.asarray(r, dtype=np.float64), np.asarray(tau, dtype=np.float64)
+    return -r * np.expm1(-dt / tau) if exponential else r * dt / tau
+
+
 def leak_to_bias(v_leak: np.ndarray, beta: np.ndarray, gain: np.ndarray) -> np.ndarray:
     return (1.0 - beta) * v_leak / gain
 
@@ -137,9 +149,15 @@ def check_gain(gain: np.ndarray, node: str) -> np.ndarray:
     return gain
 
 
-def tau_to_decay_checked(tau: np.ndarray, dt: float, node: str, field: str) -> np.ndarray:
-    """:func:`tau_to_decay` for an imported node; refuses taus that give a decay outside [0, 1]."""
+def tau_to_decay_checked(tau: np.ndarray, dt: float, node: str, field: str, exponential: bool = False) -> np.ndarray:
+    """:func:`tau_to_decay` for an imported node; refuses taus that give a decay outside [0, 1].
+    ``exponential``: the exact decay ``exp(-dt/tau)`` instead (any positive tau)."""
     tau = np.asarray(tau, dtype=np.float64)
+    if exponential:
+        if not np.isfinite(tau).all() or (tau <= 0).any():
+            raise SpikeforgeError(f"NIR node {node!r}: {field} must be positive and finite, got "
+                                  f"{float(np.min(tau))}; check the file")
+        return np.exp(-dt / tau)
     if not np.isfinite(tau).all() or (tau < dt).any():
         raise SpikeforgeError(f"NIR node {node!r}: {field} = {float(np.min(tau))} s is shorter than the time step "
                               f"dt = {dt} s, so forward Euler would give a negative decay; import with "

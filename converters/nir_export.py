@@ -26,7 +26,8 @@ recurrent neuron layer                 a subgraph Input -> neuron <-> Linear(w_r
 Neuron parameters follow :mod:`converters.nir_discretisation` (written once, used both
 ways). Each neuron node's metadata holds ``reset_mode`` and ``spikeforge_layer`` (the layer's
 JSON spec: surrogate, learn flags, and ``v_init`` for an IF layer that starts charged),
-which a peer ignores; the graph's metadata holds ``dt``. NIR's neurons have no initial
+which a peer ignores (so a peer runs a ``"subtract"`` or ``"subtract-delayed"`` layer with
+zero reset); the graph's metadata holds ``dt``. NIR's neurons have no initial
 state, so ``v_init`` (a converted network's half-threshold start) lives in that metadata
 only: our import restores it, a peer starts the layer at rest. ALIF, Concat, spike max
 pooling and other layers NIR cannot express are refused with the layer named.

@@ -11,8 +11,12 @@ edges sums them (NIR's rule: an ``Add`` in front of it). Anything else is refuse
 node named. Node names become GraphNetwork node names ('.' becomes '_').
 
 Neuron parameters follow :mod:`converters.nir_discretisation`; the time step is the
-``dt`` argument, else the graph's ``dt`` metadata (our exports), else
-:data:`~converters.nir_discretisation.DEFAULT_DT` (snnTorch's 1e-4 s).
+``dt`` argument, else the graph's ``dt`` metadata (our exports), else the dialect's
+(:data:`~converters.nir_discretisation.DEFAULT_DT`, snnTorch's 1e-4 s, for the specification).
+``dialect`` names the producer whose conventions the file follows
+(:mod:`converters.nir_dialects`): ``"snntorch"`` reads a spiking node without our
+``reset_mode`` metadata as snnTorch's default delayed subtraction, ``"sinabs"`` as sinabs'
+subtraction with exact decays and time in steps.
 A leaky integrator (LI / I) whose input gain ``r dt / tau`` is not 1 cannot rescale its
 state (its membrane is the output), so the gain is folded into the preceding Linear.
 """
@@ -29,7 +33,9 @@ import torch
 from torch import nn
 
 from converters import nir_discretisation as D
+from converters.nir_dialects import Dialect, get_dialect
 from snn.errors import SpikeforgeError
+from snn.functional import RESETS
 from snn.graph_network import INPUT, GraphNetwork, Node
 from snn.layers import Add, Scale
 from snn.network import Sequential
@@ -76,13 +82,14 @@ def _metadata(node: nir.NIRNode) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def _reset_and_settings(name: str, node: nir.NIRNode) -> tuple[str, dict]:
+def _reset_and_settings(name: str, node: nir.NIRNode, dialect: Dialect) -> tuple[str, dict]:
     meta = _metadata(node)
-    reset = meta.get(D.RESET_KEY, "zero")
+    reset = meta.get(D.RESET_KEY, dialect.reset)
     if isinstance(reset, bytes):
         reset = reset.decode()
-    if reset not in ("zero", "subtract"):
-        raise SpikeforgeError(f"NIR node {name!r} has {D.RESET_KEY}={reset!r}; expected 'zero' or 'subtract'")
+    if reset not in RESETS:
+        raise SpikeforgeError(f"NIR node {name!r} has {D.RESET_KEY}={reset!r}; expected one of "
+                              f"{', '.join(map(repr, RESETS))}")
     if hasattr(node, "v_reset") and node.v_reset is not None and (_f64(node.v_reset) != 0).any():
         raise SpikeforgeError(f"NIR node {name!r} resets to a non-zero v_reset; our neurons reset to zero or by "
                               "subtraction only: shift v_leak/v_threshold so that v_reset = 0")
@@ -96,8 +103,17 @@ def _reset_and_settings(name: str, node: nir.NIRNode) -> tuple[str, dict]:
     return reset, settings
 
 
-def _neuron(name: str, node: nir.NIRNode, dt: float, recurrent: nir.NIRNode | None) -> NeuronLayer:
-    reset, settings = _reset_and_settings(name, node)
+def _check_dialect(name: str, node: nir.NIRNode, dialect: Dialect) -> None:
+    kind = type(node).__name__
+    if kind in dialect.refused:
+        raise SpikeforgeError(f"NIR node {name!r} is a {kind}, which the {dialect.name!r} dialect does not read "
+                              f"({dialect.name} writes no {kind} with a consistent meaning; see "
+                              "converters.nir_dialects); import the file with dialect='nir'")
+
+
+def _neuron(name: str, node: nir.NIRNode, dt: float, recurrent: nir.NIRNode | None, dialect: Dialect) -> NeuronLayer:
+    _check_dialect(name, node, dialect)
+    reset, settings = _reset_and_settings(name, node, dialect)
     layer_type = json.loads(_metadata(node).get("spikeforge_layer", "{}")).get("type")
     if isinstance(node, nir.IF):
         gain = D.check_gain(D.snap_gain(dt * _f64(node.r)), name)
@@ -111,8 +127,8 @@ def _neuron(name: str, node: nir.NIRNode, dt: float, recurrent: nir.NIRNode | No
             layer = IF(theta=_param(theta), reset=reset, **settings)
     elif isinstance(node, nir.LIF):
         settings.pop("v_init", None)
-        beta = D.tau_to_decay_checked(node.tau, dt, name, "tau")
-        gain = D.check_gain(D.snap_gain(_f64(node.r) * dt / _f64(node.tau)), name)
+        beta = D.tau_to_decay_checked(node.tau, dt, name, "tau", dialect.exponential)
+        gain = D.check_gain(D.snap_gain(D.membrane_gain(node.r, node.tau, dt, dialect.exponential)), name)
         settings.pop("learn_alpha", None)
         layer = LIF(beta=_param(beta), theta=_param(_f64(node.v_threshold) / gain),
                     bias=_param(D.leak_to_bias(_f64(node.v_leak), beta, gain)), reset=reset, **settings)
@@ -144,8 +160,9 @@ def _attach_recurrent(name: str, layer: NeuronLayer, w_rec: nir.NIRNode) -> None
         layer.recurrent.weight.copy_(torch.as_tensor(weight))
 
 
-def _readout(name: str, node: nir.NIRNode, dt: float, layers: list[nn.Module]) -> Integrator:
-    _, settings = _reset_and_settings(name, node)
+def _readout(name: str, node: nir.NIRNode, dt: float, layers: list[nn.Module], dialect: Dialect) -> Integrator:
+    _check_dialect(name, node, dialect)
+    _, settings = _reset_and_settings(name, node, dialect)
     settings = {k: v for k, v in settings.items() if k == "learn_beta"}
     if isinstance(node, nir.I):
         beta, bias_leak, gain = np.ones_like(_f64(node.r)), None, D.snap_gain(dt * _f64(node.r))
@@ -318,27 +335,38 @@ def _input_shape(graph_input: nir.Input, first: nir.NIRNode | None) -> tuple[int
     return shape
 
 
-def _module(name: str, node: nir.NIRNode, dt: float, recurrent: dict, before: nn.Module | None) -> nn.Module:
+def _module(name: str, node: nir.NIRNode, dt: float, recurrent: dict, before: nn.Module | None,
+            dialect: Dialect) -> nn.Module:
     if isinstance(node, nir.NIRGraph):
         neuron, w_rec = _subgraph_neuron(name, node)
-        return _neuron(name, neuron, dt, w_rec)
+        return _neuron(name, neuron, dt, w_rec, dialect)
     if isinstance(node, NEURON_NODES):
-        return _neuron(name, node, dt, recurrent.get(name))
+        return _neuron(name, node, dt, recurrent.get(name), dialect)
     if isinstance(node, READOUT_NODES):
-        return _readout(name, node, dt, [] if before is None else [before])
+        return _readout(name, node, dt, [] if before is None else [before], dialect)
     if isinstance(node, nir.Input):
         raise SpikeforgeError(f"NIR node {name!r} is an Input inside the graph")
     return _stateless(name, node)
 
 
-def import_nir(graph: nir.NIRGraph, dt: float | None = None) -> Sequential | GraphNetwork:
+def resolve_dt(graph: nir.NIRGraph, dt: float | None = None, dialect: str | None = None) -> float:
+    """The time step an import of ``graph`` uses: ``dt``, else the graph's ``dt`` metadata, else the dialect's."""
+    meta_dt = _metadata(graph).get("dt")
+    return D.check_dt(float(dt if dt is not None else (meta_dt if meta_dt is not None else get_dialect(dialect).dt)))
+
+
+def import_nir(graph: nir.NIRGraph, dt: float | None = None, dialect: str | None = None) -> Sequential | GraphNetwork:
     """Build the network running ``graph`` with time step ``dt``: a :class:`snn.network.Sequential`
     for a chain, a :class:`snn.graph_network.GraphNetwork` for any other graph (a node with
-    several incoming edges sums them: an ``Add`` node is placed in front of it)."""
+    several incoming edges sums them: an ``Add`` node is placed in front of it).
+
+    ``dialect`` names the producer of the file (:mod:`converters.nir_dialects`): None or
+    ``"nir"`` reads the specification, ``"snntorch"`` a file of ``snntorch.export_to_nir``
+    (snnTorch's default delayed subtraction), ``"sinabs"`` one of ``sinabs.to_nir``."""
     if not isinstance(graph, nir.NIRGraph):
         raise SpikeforgeError(f"NIR import takes a nir.NIRGraph, got {type(graph).__name__}")
-    meta_dt = _metadata(graph).get("dt")
-    dt = D.check_dt(float(dt if dt is not None else (meta_dt if meta_dt is not None else D.DEFAULT_DT)))
+    reading = get_dialect(dialect)
+    dt = resolve_dt(graph, dt, dialect)
     nodes, edges = dict(graph.nodes), [tuple(e) for e in graph.edges]
     for name, node in nodes.items():
         if not isinstance(node, (nir.Input, nir.Output, nir.NIRGraph, *STATELESS_NODES, *NEURON_NODES, *READOUT_NODES)):
@@ -361,7 +389,7 @@ def import_nir(graph: nir.NIRGraph, dt: float | None = None) -> Sequential | Gra
             output = inputs[0]
             continue
         before = modules.get(inputs[0]) if len(incoming[name]) == 1 else None
-        module = _module(name, nodes[name], dt, recurrent, before)
+        module = _module(name, nodes[name], dt, recurrent, before, reading)
         ours[name] = _node_name(name, taken)
         modules[ours[name]] = module
         built.append(Node(ours[name], module, inputs))

@@ -65,10 +65,14 @@ def conversion_curve(model: nn.Module, split: data.DatasetSplit, timesteps: Sequ
 
 def run_conversion(ann: str, weights: str | Path | None, out_dir: str | Path, dataset: str = "digits",
                    timesteps: Sequence[int] = DEFAULT_TIMESTEPS, percentile: float = 99.9, channelwise: bool = True,
-                   data_dir: str | None = None, device: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Convert ``ann`` (factory name) with ``weights``; write ``snn.pt``, the plot and ``convert.json``."""
+                   data_dir: str | None = None, device: str | None = None, seed: int = 0,
+                   data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Convert ``ann`` (factory name) with ``weights``; write ``snn.pt``, the plot and ``convert.json``.
+
+    ``data_options`` are further keyword arguments of :func:`snn.data.load_dataset` (``image_size``, ...).
+    """
     target = resolve_device(device)
-    split = data.load_dataset(dataset, data_dir, seed=seed)
+    split = data.load_dataset(dataset, data_dir, seed=seed, **(data_options or {}))
     model = build_ann(ann, weights)
     check_fits(model, split, ann)
     _, test = loaders(split)

@@ -17,7 +17,7 @@ Run it::
 
 It prints ``test accuracy: ...`` and writes ``events_raster.png`` (the input events of one
 test recording, time bin against input channel) and ``training_curves.png`` into ``--out``
-(default ``examples-output/train_event_data``). Until the readers exist it exits with status 2.
+(default ``examples-output/train_event_data``).
 """
 
 from __future__ import annotations
@@ -36,29 +36,14 @@ from snn import data, plots
 DATASETS = ("nmnist", "shd", "dvs-gesture")
 
 
-class FramesTask(snn.Task):
-    """A task whose samples are already spike frames ``[B, T, ...]``: encoding only puts time first.
-
-    The readers return sample-major tensors (a DataLoader batches along dimension 0); the
-    network runs time-major ``[T, B, ...]``.
-    """
-
-    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return x.transpose(0, 1).contiguous()
-
-
 def load(name: str, data_dir: Path | None, out: Path, time_bins: int, downsample: int, quick: bool):
     """The dataset's split; without ``data_dir``, tiny synthetic files in the real format are written first."""
     if data_dir is None:
-        # ----------------------------------------------------------------------------------
-        # EVENT-DATA API (being added in snn/data.py and snn/dataset_files.py): the writer of
-        # tiny real-format files. Adjust the name here if it lands under another one.
         from snn import dataset_files
         data_dir = out / "data" / name
         dataset_files.write_tiny_dataset(name, data_dir, samples_per_class=2 if quick else 10, seed=0)
         print(f"no --data-dir: wrote tiny synthetic {name} files into {data_dir}")
     return data.load_dataset(name, data_dir, time_bins=time_bins, downsample=downsample)
-    # ----------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -72,12 +57,7 @@ def main() -> int:
     epochs, time_bins, hidden = (2, 8, 64) if args.quick else (20, 16, 256)
     downsample = 2  # N-MNIST's 34x34 sensor becomes 17x17 (fewer weights, same digits)
 
-    try:
-        split = load(args.dataset, args.data_dir, args.out, time_bins, downsample, args.quick)
-    except (ImportError, AttributeError, TypeError) as error:  # the readers (or their arguments) are not there yet
-        print(f"train_event_data: the event-data readers are missing from this spikeforge ({error})",
-              file=sys.stderr)
-        return 2
+    split = load(args.dataset, args.data_dir, args.out, time_bins, downsample, args.quick)
     frame_shape = tuple(split.x_train.shape[2:])       # x: [N, T, C, H, W] (or [N, T, channels] for SHD)
     print(f"{args.dataset}: {len(split.x_train)} train / {len(split.x_test)} test recordings, "
           f"{split.x_train.shape[1]} time bins of shape {frame_shape}, {split.num_classes} classes")
@@ -88,7 +68,8 @@ def main() -> int:
         nn.Linear(hidden, split.num_classes), snn.Integrator(),
         input_shape=frame_shape,
     )
-    task = FramesTask(timesteps=int(split.x_train.shape[1]), readout="membrane_mean")
+    # the frames encoder only moves time first: the readers give [N, T, ...], the network runs [T, B, ...]
+    task = snn.Task(timesteps=int(split.x_train.shape[1]), encoder="frames", readout="membrane_mean")
     train_loader, test_loader = data.make_loaders(split, batch_size=32)
     result = snn.fit(net, task, train_loader, test_loader,
                      snn.FitConfig(epochs=epochs, device="cpu", progress=False))

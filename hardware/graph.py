@@ -38,8 +38,9 @@ Scale, Add, Concat). Neuron layers: IF, LIF, CubaLIF (kind ``"cuba"``), ALIF (``
 Integrator (``"integrator"``). Refused with :class:`~snn.errors.SpikeforgeError` naming the
 layer and the fix: any other layer (MaxPool, SpikeMaxPool2d, ReLU, ...: no synaptic
 equivalent), any other neuron model, stateless layers that feed no neuron layer (the
-network must end in one), a network without neuron layers or without an input shape, and
-layers that do not run on the shape they receive. A backend passes its own stricter
+network must end in one), a neuron layer with a reset other than "subtract" or "zero"
+(snnTorch's "subtract-delayed"), a network without neuron layers or without an input shape,
+and layers that do not run on the shape they receive. A backend passes its own stricter
 ``check`` (run first, on every layer in order) to :func:`split_network`; the refusals name
 the backend (``backend="Brian2"``).
 """
@@ -268,6 +269,11 @@ def check_layer(name: str, layer: nn.Module, backend: str = "Brian2") -> None:
         if not isinstance(layer, (CubaFamily, ALIF, Integrator)):
             raise SpikeforgeError(f"{layer_label(name, layer)} is a neuron model with no {backend} equivalent here; "
                                   "use IF, LIF, CubaLIF, ALIF or Integrator")
+        if getattr(layer, "reset", None) not in (None, "subtract", "zero"):
+            raise SpikeforgeError(f"{layer_label(name, layer)} resets with {layer.reset!r} (snnTorch's delayed "
+                                  f"subtraction: the threshold comes off one step after the spike), which {backend} "
+                                  "does not run; rebuild the layer with reset='subtract' or 'zero' and fine-tune it "
+                                  "(snn train --init), or run the network in torch")
         return
     if type(layer) not in AFFINE_LAYERS:
         raise SpikeforgeError(

@@ -1,8 +1,15 @@
-"""Datasets as tensors: scikit-learn's embedded digits, and MNIST / Fashion-MNIST from IDX files.
+"""Datasets as tensors, read from the user's own files (nothing is downloaded).
 
-Every loader returns a :class:`DatasetSplit` of float32 images ``[N, 1, H, W]`` in
-``[0, 1]`` and int64 labels. Nothing is downloaded: digits ships with scikit-learn, and
-the IDX datasets are read from a folder the user provides (``--data-dir``).
+- ``digits``: scikit-learn's embedded 8x8 digits (the default).
+- ``mnist``, ``fashion-mnist``: the four standard IDX files (optionally gzipped) in ``--data-dir``.
+- ``cifar10``, ``cifar100``: the extracted official archive, binary or Python version (:mod:`snn.cifar`).
+- ``imagefolder``: an ImageNet-style ``train/<class>/``, ``val/<class>/`` folder (:mod:`snn.image_folder`).
+- ``nmnist``, ``dvs-gesture``, ``shd``: event recordings in tonic's layout, binned to ``time_bins``
+  frames (:mod:`snn.event_data`): samples are sequences ``[T, ...]``, for the ``frames`` encoder.
+
+Every loader returns a :class:`DatasetSplit`: float32 samples and int64 labels. Images are
+``[N, C, H, W]`` in ``[0, 1]`` (normalisation stays with the model or encoder). Writers of
+tiny files in each format are in :mod:`snn.dataset_files`.
 """
 
 from __future__ import annotations
@@ -10,7 +17,6 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,8 +24,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from snn.cifar import CIFAR_DATASETS, load_cifar
 from snn.errors import SpikeforgeError
+from snn.event_data import DEFAULT_TIME_BINS, EVENT_DATASETS, load_event_dataset
+from snn.image_folder import DEFAULT_IMAGE_SIZE, load_image_folder
 from snn.names import DATASETS
+from snn.splits import MAX_IN_MEMORY_GIB, DatasetSplit
 
 IDX_DATASETS = ("mnist", "fashion-mnist")
 IDX_FILES = {
@@ -39,23 +49,6 @@ _IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-
-
-@dataclass(frozen=True, eq=False)
-class DatasetSplit:
-    """A fixed train/test split: float32 images ``[N, 1, H, W]`` in [0, 1], int64 labels ``[N]``."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    name: str
-    num_classes: int
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one sample, e.g. ``(1, 8, 8)``."""
-        return tuple(self.x_train.shape[1:])
 
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.3) -> DatasetSplit:
@@ -187,19 +180,68 @@ def load_idx_split(folder: str | os.PathLike, name: str) -> DatasetSplit:
     return DatasetSplit(x_train, y_train, x_test, y_test, name=name, num_classes=IDX_NUM_CLASSES)
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> DatasetSplit:
-    """Load one of :data:`DATASETS`; ``data_dir`` is required for the IDX datasets.
+# dataset name -> what reads it (the keys are snn.names.DATASETS, in its order)
+LOADERS = {
+    "digits": "scikit-learn's embedded digits",
+    "mnist": "IDX files", "fashion-mnist": "IDX files",
+    "cifar10": "snn.cifar", "cifar100": "snn.cifar",
+    "imagefolder": "snn.image_folder",
+    "nmnist": "snn.event_data", "dvs-gesture": "snn.event_data", "shd": "snn.event_data",
+}
+NEEDS_DATA_DIR = {
+    "mnist": f"the folder that holds {', '.join(IDX_FILES.values())} (optionally .gz)",
+    "fashion-mnist": f"the folder that holds {', '.join(IDX_FILES.values())} (optionally .gz)",
+    "cifar10": "the extracted CIFAR-10 archive (cifar-10-batches-bin or cifar-10-batches-py) or the folder above it",
+    "cifar100": "the extracted CIFAR-100 archive (cifar-100-binary or cifar-100-python) or the folder above it",
+    "imagefolder": "the folder that holds train/<class>/ and val/<class>/ images",
+    "nmnist": "tonic's save_to folder (it holds NMNIST/Train and NMNIST/Test)",
+    "dvs-gesture": "tonic's save_to folder (it holds DVSGesture/ibmGestureTrain and DVSGesture/ibmGestureTest)",
+    "shd": "tonic's save_to folder (it holds SHD/shd_train.h5 and SHD/shd_test.h5)",
+}
 
-    ``seed`` only affects the digits split (the IDX datasets come with a fixed split).
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0, *,
+                 time_bins: int | None = None, downsample: int = 1, image_size: int = DEFAULT_IMAGE_SIZE,
+                 max_gib: float = MAX_IN_MEMORY_GIB) -> DatasetSplit:
+    """Load one of :data:`DATASETS`; ``data_dir`` is required for all but digits.
+
+    ``seed`` only affects the digits split (the others come with a fixed split). The event
+    datasets take ``time_bins`` (frames per recording, default :data:`DEFAULT_TIME_BINS`) and
+    ``downsample`` (an integer factor k dividing the sensor's sides, e.g. 2: N-MNIST's 34x34
+    becomes 17x17); ``imagefolder`` takes ``image_size`` (the centre crop's side, default 224).
+    A split that would need more than ``max_gib`` GiB in memory is refused, naming the option
+    that lowers it. Options a dataset does not use must keep their defaults.
     """
+    if name not in LOADERS:
+        raise SpikeforgeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    unused = [option for option, value, default, users in (
+        ("time_bins (--time-bins)", time_bins, None, EVENT_DATASETS),
+        ("downsample (--downsample)", downsample, 1, EVENT_DATASETS),
+        ("image_size (--image-size)", image_size, DEFAULT_IMAGE_SIZE, ("imagefolder",)),
+    ) if value != default and name not in users]
+    if unused:
+        raise SpikeforgeError(f"dataset {name} does not use {', '.join(unused)}; drop it (time bins and "
+                              "downsampling are for nmnist, dvs-gesture and shd, the image size for imagefolder)")
     if name == "digits":
         return load_digits_split(seed=seed)
+    if data_dir is None:
+        raise SpikeforgeError(f"dataset {name} is read from files; pass --data-dir with {NEEDS_DATA_DIR[name]}")
     if name in IDX_DATASETS:
-        if data_dir is None:
-            raise SpikeforgeError(f"dataset {name} is read from IDX files; pass --data-dir with the folder that "
-                                  f"holds {', '.join(IDX_FILES.values())} (optionally .gz)")
         return load_idx_split(data_dir, name)
-    raise SpikeforgeError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name in CIFAR_DATASETS:
+        return load_cifar(name, data_dir)
+    if name == "imagefolder":
+        return load_image_folder(data_dir, image_size, max_gib=max_gib)
+    return load_event_dataset(name, data_dir, DEFAULT_TIME_BINS if time_bins is None else time_bins, downsample,
+                              max_gib=max_gib)
+
+
+def time_bins_for(name: str, time_bins: int | None, encoder: str, timesteps: int) -> int | None:
+    """The ``time_bins`` to load ``name`` with: the one given, else T when an event dataset feeds the
+    ``frames`` encoder (one frame per step), else ``None`` (the dataset's default)."""
+    if time_bins is None and encoder == "frames" and name in EVENT_DATASETS:
+        return timesteps
+    return time_bins
 
 
 def check_input_shape(expected: Sequence[int] | None, split: DatasetSplit,

@@ -27,6 +27,10 @@ rows (an image read as a sequence, one row after another: a temporal task)::
 
     s[t] = x[..., floor(t H / T), :]  flattened      x of shape [B, (C,) H, W], T a multiple of H
 
+frames (a sample that is already a sequence, e.g. binned events ``[B, T, ...]``)::
+
+    s[t] = x[:, t]                                 x of shape [B, T, ...], T the task's timesteps
+
 Outputs follow the input's device and (floating) dtype; integer or boolean inputs give
 the default float dtype.
 """
@@ -42,7 +46,7 @@ from snn.errors import SpikeforgeError
 from snn.validation import check_finite, check_time_major, check_timesteps
 
 __all__ = [
-    "rate", "latency", "delta", "direct", "rows",
+    "rate", "latency", "delta", "direct", "rows", "frames",
     "RateEncoder", "LatencyEncoder", "DeltaEncoder", "DirectEncoder",
 ]
 
@@ -190,6 +194,27 @@ def rows(x: torch.Tensor, timesteps: int) -> torch.Tensor:
         x = x.to(torch.get_default_dtype())
     sequence = x.permute(2, 0, 1, 3).reshape(height, batch, channels * width)
     return sequence.repeat_interleave(timesteps // height, dim=0)
+
+
+def frames(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Frames coding: a batch of sequences ``[B, T, ...]`` (binned event recordings) -> ``[T, B, ...]``.
+
+    Step t is every sample's frame t, unchanged (event counts enter as current). The samples'
+    T must equal ``timesteps``: the data fixes the number of steps (bin the events to T frames).
+    Returns a transposed *view* of ``x`` (no copy); gradients flow back to ``x``.
+    """
+    timesteps = check_timesteps(timesteps)
+    x = _check_tensor(x)
+    if x.dim() < 3:
+        raise SpikeforgeError(f"the frames encoder reads sequences [B, T, ...] (e.g. binned events [B, T, C, H, W] "
+                              f"or [B, T, channels]), got {tuple(x.shape)}")
+    if x.shape[1] != timesteps:
+        raise SpikeforgeError(f"the data holds {x.shape[1]} time bins per sample but the task runs {timesteps} "
+                              f"steps; bin the events to {timesteps} frames (--time-bins {timesteps}) or run "
+                              f"--timesteps {x.shape[1]}")
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    return x.transpose(0, 1)
 
 
 def direct(x: torch.Tensor, timesteps: int) -> torch.Tensor:

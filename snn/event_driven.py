@@ -17,7 +17,8 @@ kept between calls, so a stream can be fed in chunks of any length::
 
 Supported layers: ``nn.Flatten`` (a no-op for one sample), ``nn.Linear``, and the spiking
 layers IF, LIF, CubaLIF, ALIF (not recurrent) and :class:`~snn.neurons.Integrator`. The
-result equals the dense simulation up to float rounding of the sum order.
+result equals the dense simulation up to float rounding of the sum order. A layer with
+snnTorch's ``"subtract-delayed"`` reset (no fused kernel) runs its step function instead.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class _Neuron:
                 raise SpikeforgeError(f"event-driven inference does not support {type(layer).__name__}")
             self.params = tuple(q.to(dtype).expand(shape).contiguous() for q in p)
         self.width, self.dtype = width, dtype
+        self.stepwise = getattr(layer, "reset", None) in functional.DELAYED_RESETS  # no fused kernel for it
         self.reset()
 
     def reset(self) -> None:
@@ -106,6 +108,8 @@ class _Neuron:
                 v.mul_(self.params[0]).add_(torch.from_numpy(currents[t])).add_(self.params[1])
                 out[t] = v.numpy()
             return out
+        if self.stepwise:
+            return self._steps(currents)
         cfg = FusedConfig(self.layer.surrogate, self.layer.reset, self.layer.detach_reset,
                           adaptive=isinstance(self.layer, ALIF))
         with torch.no_grad():
@@ -113,6 +117,20 @@ class _Neuron:
                                               torch.Size([self.width]))
         self.state = (i, v, a)
         return spikes[:, 0].numpy()
+
+    def _steps(self, currents: np.ndarray) -> np.ndarray:
+        """The layer's own step function, one step at a time (the CUBA family's delayed reset)."""
+        alpha, beta, theta, bias = self.params[:4]
+        step, p = functional.cuba_step, functional.CubaParameters(alpha, beta, theta, bias)
+        state = functional.CubaState(self.state[0], self.state[1])
+        out = np.empty_like(currents)
+        with torch.no_grad():
+            for t in range(currents.shape[0]):
+                s, state = step(torch.from_numpy(currents[t])[None], state, p, self.layer.surrogate,
+                                self.layer.reset, self.layer.detach_reset)
+                out[t] = s[0].numpy()
+        self.state = (state.i, state.v, self.state[2])
+        return out
 
 
 class EventDrivenNetwork:

@@ -13,6 +13,18 @@ CUBA-LIF (IF and LIF are special cases)::
 
 LIF is CUBA with alpha = 0 (i[t] = x[t]); IF is LIF with beta = 1.
 
+Reset "subtract-delayed" (snnTorch's default: ``reset_mechanism="subtract"``,
+``reset_delay=True``) takes the threshold off one step later and undecayed; the state v
+is kept as it was when the spike test ran (snnTorch's ``mem``)::
+
+    i[t] = alpha * i[t-1] + x[t]
+    v[t] = beta  * v[t-1] + i[t] + bias - H(v[t-1] - theta) * theta
+    s[t] = H(v[t] - theta)                        (v[t] is stored as is: no reset in step t)
+
+H(v[t-1] - theta) is s[t-1], read back from the stored membrane (v[-1] = 0 gives none).
+Against "subtract", a spike costs theta rather than beta * theta of the next membrane, and
+the recorded membrane is the one before the reset. ALIF has no such form.
+
 ALIF, adaptive-threshold LIF (Bellec et al., NeurIPS 2018), adds a threshold trace a::
 
     theta[t] = theta0 + gamma * a[t-1]            effective threshold
@@ -50,8 +62,14 @@ import torch
 from snn.errors import SpikeforgeError
 from snn.surrogate import Surrogate
 
-Reset = Literal["subtract", "zero"]
+Reset = Literal["subtract", "zero", "subtract-delayed"]
 RESET_MODES: tuple[str, ...] = ("subtract", "zero")
+"""The resets every spiking layer (ALIF included) and every fused kernel implements."""
+DELAYED_RESETS: tuple[str, ...] = ("subtract-delayed",)
+"""Resets that act in the step after the spike: the CUBA family has them, and only the
+step-by-step path runs them."""
+RESETS: tuple[str, ...] = RESET_MODES + DELAYED_RESETS
+"""Every reset of the CUBA family (IF, LIF, CubaLIF)."""
 
 
 class CubaParameters(NamedTuple):
@@ -98,9 +116,13 @@ class IntegratorState(NamedTuple):
     v: torch.Tensor
 
 
-def check_reset(reset: str) -> str:
-    if reset not in RESET_MODES:
-        raise SpikeforgeError(f"unknown reset mode {reset!r}; choose 'subtract' or 'zero'")
+def check_reset(reset: str, modes: tuple[str, ...] = RESETS, layer: str = "") -> str:
+    """``reset`` if it is one of ``modes``; else a :class:`SpikeforgeError` listing them."""
+    if reset not in modes:
+        known = " or ".join(repr(m) for m in modes)
+        if reset in RESETS:
+            raise SpikeforgeError(f"{layer or 'this layer'} has no reset {reset!r}; choose {known}")
+        raise SpikeforgeError(f"unknown reset mode {reset!r}; choose {known}")
     return reset
 
 
@@ -113,9 +135,15 @@ def _reset(v: torch.Tensor, s: torch.Tensor, theta: torch.Tensor, reset: str, de
 
 def cuba_step(x: torch.Tensor, state: CubaState, p: CubaParameters, surrogate: Surrogate,
               reset: str = "subtract", detach_reset: bool = True) -> tuple[torch.Tensor, CubaState]:
-    """One step of CUBA-LIF; returns ``(s[t], state[t])`` (v after reset)."""
+    """One step of CUBA-LIF; returns ``(s[t], state[t])`` (v after reset; with "subtract-delayed"
+    v before its reset, which the next step applies)."""
     i = p.alpha * state.i + x
     v = p.beta * state.v + i + p.bias
+    if reset == "subtract-delayed":
+        # s[t-1], from the membrane it was tested on (detached: the bare Heaviside, no autograd node)
+        previous = (state.v - p.theta > 0).to(v.dtype) if detach_reset else surrogate(state.v - p.theta)
+        v = v - previous * p.theta
+        return surrogate(v - p.theta), CubaState(i, v)
     s = surrogate(v - p.theta)
     return s, CubaState(i, _reset(v, s, p.theta, reset, detach_reset))
 

@@ -13,9 +13,11 @@ Equations: see :mod:`snn.functional`.
 
 Execution: spiking layers run their time loop fused (:mod:`snn.kernels`, one autograd node
 with a hand-written BPTT backward) whenever that is equivalent: ``layer.fused = None``
-(default) picks the fused path when the layer has no recurrent weight and no membrane
-recording is requested; ``False`` forces the plain step-by-step reference
-(:func:`snn.functional.scan`); ``True`` demands the fused path.
+(default) picks the fused path when the layer has no recurrent weight, no membrane
+recording is requested and its reset is one the kernels implement ("subtract", "zero"; a
+CUBA-family layer with snnTorch's ``"subtract-delayed"`` always runs step by step);
+``False`` forces the plain step-by-step reference (:func:`snn.functional.scan`); ``True``
+demands the fused path.
 
 Example::
 
@@ -127,10 +129,14 @@ class NeuronLayer(nn.Module):
         has_kernel = type(self)._fused_scan is not NeuronLayer._fused_scan
         if choice is False:
             return False
+        delayed = getattr(self, "reset", None) in functional.DELAYED_RESETS
+        if choice is True and delayed:
+            raise SpikeforgeError(f"{type(self).__name__} with reset {self.reset!r} has no fused kernel (it runs step "
+                                  "by step); set layer.fused = None or False")
         if choice is True and (not has_kernel or self.recurrent is not None):
             raise SpikeforgeError(f"{type(self).__name__} cannot run fused (recurrent weight or no fused kernel); "
                                   "set layer.fused = None or False")
-        return has_kernel and self.recurrent is None and not self.record_membrane
+        return has_kernel and self.recurrent is None and not self.record_membrane and not delayed
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Per-neuron parameters saved from a layer built with scalars: adopt their shape.
@@ -238,6 +244,16 @@ class LIF(CubaFamily):
 
     beta = 1 - dv is the membrane decay per step (beta = exp(-dt / tau_mem) for a
     continuous-time time constant). LIF is CUBA-LIF with alpha = 0.
+
+    ``reset="subtract-delayed"`` is snnTorch's ``Leaky`` with its defaults: the threshold
+    comes off one step after the spike, undecayed,
+    v[t] = beta v[t-1] + x[t] + bias - H(v[t-1] - theta) theta (:mod:`snn.functional`);
+    such a layer runs step by step (no fused kernel).
+
+    >>> layer = LIF(beta=0.5, reset="subtract-delayed")
+    >>> spikes, state = layer(torch.tensor([1.5, 0.0, 0.0]).reshape(3, 1, 1))  # v: 1.5, -0.25, -0.125
+    >>> spikes.flatten().tolist(), state.v.item()
+    ([1.0, 0.0, 0.0], -0.125)
     """
 
     def __init__(self, beta: Number = 0.9, theta: Number = 1.0, bias: Number = 0.0, reset: str = "subtract",
@@ -291,7 +307,7 @@ class ALIF(NeuronLayer):
                  learn_beta: bool = False, learn_threshold: bool = False, detach_reset: bool = True,
                  recurrent_features: int | None = None) -> None:
         super().__init__(recurrent_features)
-        self.reset = functional.check_reset(reset)
+        self.reset = functional.check_reset(reset, functional.RESET_MODES, "ALIF")
         self.surrogate = surrogates.get(surrogate, slope)
         self.detach_reset = detach_reset
         self._register("alpha", alpha, False)

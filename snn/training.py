@@ -33,7 +33,7 @@ from snn.network import Sequential
 from snn.neurons import Integrator
 from snn.validation import check_timesteps
 
-ENCODERS = ("direct", "rate", "rows")
+ENCODERS = ("direct", "rate", "rows", "frames")
 READOUTS = ("membrane_mean", "membrane_max", "membrane_last", "count")
 
 
@@ -42,7 +42,8 @@ class Task:
     """How a static sample becomes a spike-time input, and how outputs become classes.
 
     ``encoder``: ``direct`` (x repeated over T, current injection), ``rate``
-    (Bernoulli spikes) or ``rows`` (an image's rows one after another, a temporal task).
+    (Bernoulli spikes), ``rows`` (an image's rows one after another, a temporal task) or
+    ``frames`` (the sample is already a sequence ``[T, ...]``, e.g. binned events: step t is frame t).
     ``readout``: ``membrane_*`` for an :class:`Integrator` output (cross-entropy of its mean /
     max / last membrane) or ``count`` (cross-entropy of spike counts of a spiking output layer).
     """
@@ -66,10 +67,20 @@ class Task:
         return cls(timesteps, encoder, readout)
 
     def step_shape(self, sample_shape: Sequence[int]) -> tuple[int, ...]:
-        """The feature shape of one step of an encoded sample: the sample's own, or one row (``C * W``)."""
+        """The feature shape of one step of an encoded sample: the sample's own, one row (``C * W``),
+        or one frame (``sample_shape[1:]``; the sample's T must be the task's, else an error)."""
         shape = tuple(int(d) for d in sample_shape)
         if self.encoder == "rows":
             return (shape[0] * shape[-1] if len(shape) == 3 else shape[-1],)
+        if self.encoder == "frames":
+            if len(shape) < 2:
+                raise SpikeforgeError(f"the frames encoder reads samples that are sequences [T, ...], got {shape}; "
+                                      "use an event dataset (nmnist, dvs-gesture, shd) or another encoder")
+            if shape[0] != self.timesteps:
+                raise SpikeforgeError(f"the data holds {shape[0]} time bins per sample but the task runs "
+                                      f"{self.timesteps} steps; bin the events to {self.timesteps} frames "
+                                      f"(--time-bins {self.timesteps}) or run --timesteps {shape[0]}")
+            return shape[1:]
         return shape
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -77,6 +88,8 @@ class Task:
             return encoders.rate(x, self.timesteps, generator=generator)
         if self.encoder == "rows":
             return encoders.rows(x, self.timesteps)
+        if self.encoder == "frames":
+            return encoders.frames(x, self.timesteps)
         return encoders.direct(x, self.timesteps)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -101,7 +101,7 @@ def test_choice_names_agree_with_the_tables_they_name() -> None:
 
     assert tuple(NEURONS_BY_FLAG) == names.NEURON_FLAGS
     assert names.ENCODERS == ENCODERS
-    assert names.DATASETS == ("digits", *data.IDX_DATASETS)  # the datasets load_dataset reads
+    assert names.DATASETS == tuple(data.LOADERS)  # the datasets load_dataset reads
     for arch in names.ARCHITECTURES:
         assert models.build_model(arch, (1, 8, 8), 10).input_shape == (1, 8, 8)
     assert brian2_cli.BACKENDS == BACKENDS and brian2_cli.TARGETS == TARGETS

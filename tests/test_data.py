@@ -191,8 +191,8 @@ def test_image_label_count_mismatch(tmp_path: Path) -> None:
 
 def test_unknown_dataset_lists_known_names() -> None:
     with pytest.raises(SpikeforgeError) as info:
-        load_dataset("cifar10")
-    assert "cifar10" in str(info.value) and all(name in str(info.value) for name in DATASETS)
+        load_dataset("imagenet21k")
+    assert "imagenet21k" in str(info.value) and all(name in str(info.value) for name in DATASETS)
 
 
 def test_idx_dataset_needs_data_dir() -> None:

@@ -82,8 +82,6 @@ def test_nir_roundtrip_snntorch(tmp_path):
     assert (tmp_path / "nir" / "network.nir").is_file()
 
 
-@pytest.mark.skip(reason="waits for the event-data readers (snn.data.load_dataset('nmnist', ..., time_bins=, "
-                         "downsample=) and the tiny-file writers of snn/dataset_files.py)")
 def test_train_event_data(tmp_path):
     out = run_example("train_event_data", tmp_path / "events")
     assert re.search(r"^test accuracy: \d+\.\d\d%", out, re.M), out

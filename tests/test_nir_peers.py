@@ -7,7 +7,8 @@ Peer differences documented here (the tests show what holds under the NIR spec):
 - snnTorch's ``export_to_nir`` writes ``v_reset = 0`` whatever the layer's
   ``reset_mechanism`` / ``reset_delay``: the file describes reset-to-zero, applied in the
   step of the spike (the spec). snnTorch's defaults (``"subtract"``, ``reset_delay=True``:
-  subtract the threshold one step later, after the decay) are a different network.
+  subtract the threshold one step later, after the decay) are a different network; importing
+  with ``dialect="snntorch"`` runs that network (tests/test_nir_dialects.py).
 - snnTorch's exporter with nir 1.0.8 fails type inference for scalar ``beta`` / ``threshold``
   (0-d parameter arrays): pass per-neuron tensors.
 - snnTorch assumes dt = 1e-4 s in both directions (our DEFAULT_DT).

@@ -28,7 +28,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from snn.app.options import add_data_options, add_json_flag, positive_int
+from snn.app.options import add_data_options, add_json_flag, positive_int, sample_options
 from snn.errors import SpikeforgeError
 from snn.names import ARCHITECTURES, ENCODERS, NEURON_FLAGS
 
@@ -49,7 +49,7 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from snn.app.jobs import evaluate_checkpoint
-    return evaluate_checkpoint(args.model, args.dataset, args.data_dir, args.device, args.seed)
+    return evaluate_checkpoint(args.model, args.dataset, args.data_dir, args.device, args.seed, **sample_options(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 def _add_train(verbs: argparse._SubParsersAction) -> None:
     train = verbs.add_parser("train", help="train a spiking classifier with surrogate gradients")
-    add_data_options(train)
+    add_data_options(train, sample_options=True)
     train.add_argument("--arch", default="cnn", choices=ARCHITECTURES)
     train.add_argument("--neuron", default="lif", choices=list(NEURON_FLAGS))
     train.add_argument("--timesteps", type=positive_int, default=8, help="simulation steps T per sample")
@@ -79,8 +79,8 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
                             "it with surrogate gradients at --timesteps")
     train.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience in epochs")
     train.add_argument("--encoder", default="direct", choices=ENCODERS,
-                       help="direct (current), rate (Bernoulli spikes) or rows (an image's rows as a sequence; "
-                            "with --arch rnn)")
+                       help="direct (current), rate (Bernoulli spikes), rows (an image's rows as a sequence; "
+                            "with --arch rnn) or frames (an event dataset's binned frames, one per step)")
     train.add_argument("--out", required=True, help="output folder (checkpoint, curves, results)")
     train.add_argument("--nproc", type=positive_int, default=1,
                        help="data-parallel processes (DDP: gloo on CPU, NCCL on GPU); --batch-size is the global batch")
@@ -90,7 +90,7 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
 
 def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
     evaluate = verbs.add_parser("evaluate", help="test accuracy of a saved model")
-    add_data_options(evaluate)
+    add_data_options(evaluate, sample_options=True)
     evaluate.add_argument("--model", required=True, help="checkpoint written by 'snn train'")
     add_json_flag(evaluate)
     evaluate.set_defaults(run=_cmd_evaluate)

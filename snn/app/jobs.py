@@ -43,6 +43,9 @@ class TrainSettings:
     progress: bool | None = None
     nproc: int = 1  # data-parallel worker processes (DDP); batch_size is the global batch
     init: str | None = None  # a checkpoint to start from (snn train's or snn convert's): fine-tuning
+    time_bins: int | None = None  # event datasets: frames per recording (None: T with the frames encoder)
+    downsample: int = 1  # event datasets: the sensor's sides divided by this
+    image_size: int = data.DEFAULT_IMAGE_SIZE  # imagefolder: the centre crop's side
 
 
 LR = 2e-3
@@ -86,7 +89,10 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
     config = FitConfig(epochs=settings.epochs, lr=lr, seed=settings.seed, patience=settings.patience,
                        device=settings.device, progress=settings.progress)
     target = resolve_device(settings.device)
-    split = data.load_dataset(settings.dataset, settings.data_dir, seed=settings.seed)
+    split = data.load_dataset(settings.dataset, settings.data_dir, seed=settings.seed,
+                              time_bins=data.time_bins_for(settings.dataset, settings.time_bins, settings.encoder,
+                                                           settings.timesteps),
+                              downsample=settings.downsample, image_size=settings.image_size)
     seed_everything(settings.seed)
     model, task = _starting_point(settings, split)
     (x_train, y_train), (x_val, y_val) = holdout(split.x_train, split.y_train, settings.val_fraction, settings.seed)
@@ -143,10 +149,14 @@ def _starting_point(settings: TrainSettings, split: data.DatasetSplit):
 
 
 def evaluate_checkpoint(path: str | Path, dataset: str = "digits", data_dir: str | None = None,
-                        device: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Test accuracy of a saved model on ``dataset``'s test split."""
+                        device: str | None = None, seed: int = 0, time_bins: int | None = None, downsample: int = 1,
+                        image_size: int = data.DEFAULT_IMAGE_SIZE) -> dict[str, Any]:
+    """Test accuracy of a saved model on ``dataset``'s test split (an event dataset read by the
+    ``frames`` encoder is binned to the checkpoint's T unless ``time_bins`` says otherwise)."""
     model, task = load_trained(path)
-    split = data.load_dataset(dataset, data_dir, seed=seed)
+    split = data.load_dataset(dataset, data_dir, seed=seed,
+                              time_bins=data.time_bins_for(dataset, time_bins, task.encoder, task.timesteps),
+                              downsample=downsample, image_size=image_size)
     data.check_input_shape(model.input_shape, split, task.step_shape(split.input_shape))
     target = resolve_device(device)
     model.to(target)

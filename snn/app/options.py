@@ -7,6 +7,7 @@ It imports nothing heavy, so building the parser for ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from snn.names import DATASETS
 
@@ -27,12 +28,35 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+DATASET_HELP = ("digits is embedded; the others are read from --data-dir: mnist / fashion-mnist IDX files, "
+                "cifar10 / cifar100 the extracted archive (binary or Python), imagefolder train/<class>/ and "
+                "val/<class>/ images, nmnist / dvs-gesture / shd tonic's layout of the original files "
+                "(binned to --time-bins frames; train them with --encoder frames)")
+
+
 def add_data_options(parser: argparse.ArgumentParser, device: bool = True, seed_help: str | None = None,
-                     dataset_help: str | None = "digits is embedded; mnist / fashion-mnist read IDX files from "
-                                               "--data-dir") -> None:
-    """``--dataset``, ``--data-dir``, ``--device`` (unless ``device`` is false) and ``--seed``."""
+                     dataset_help: str | None = DATASET_HELP, sample_options: bool = False) -> None:
+    """``--dataset``, ``--data-dir``, ``--device`` (unless ``device`` is false) and ``--seed``.
+
+    With ``sample_options`` also ``--time-bins``, ``--downsample`` (event datasets) and
+    ``--image-size`` (imagefolder), for verbs that pass them to ``snn.data.load_dataset``.
+    """
     parser.add_argument("--dataset", default="digits", choices=DATASETS, help=dataset_help)
     parser.add_argument("--data-dir", default=None, help="folder with the dataset's standard files")
     if device:
         parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    if sample_options:
+        parser.add_argument("--time-bins", type=positive_int, default=None,
+                            help="event datasets: frames per recording (default: --timesteps with --encoder "
+                                 "frames, else 16)")
+        parser.add_argument("--downsample", type=positive_int, default=1,
+                            help="event datasets: divide the sensor's sides (shd: its channels) by this factor")
+        parser.add_argument("--image-size", type=positive_int, default=224,
+                            help="imagefolder: side of the centre crop (the shorter side is first resized to "
+                                 "size * 256 / 224)")
+
+
+def sample_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``snn.data.load_dataset`` that :func:`add_data_options` added to ``args``."""
+    return {"time_bins": args.time_bins, "downsample": args.downsample, "image_size": args.image_size}

@@ -14,8 +14,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from snn.errors import SpikeforgeError
+from snn.functional import RESET_MODES
 from snn.surrogate import Surrogate
 
+FUSED_RESETS: tuple[str, ...] = RESET_MODES  # snn.functional's DELAYED_RESETS run step by step
 PARAM_NAMES: tuple[str, ...] = ("alpha", "beta", "theta", "bias", "rho", "gamma")  # rows of params, parts
 SURROGATE_CODES: dict[str, int] = {"fast_sigmoid": 0, "arctan": 1, "sigmoid": 2, "triangle": 3, "boxcar": 4}
 _BUILTIN_CLASSES: set[str] = {"FastSigmoid", "ArcTan", "Sigmoid", "Triangle", "Boxcar"}
@@ -32,6 +35,11 @@ class FusedConfig:
     input_name: str = field(default="neuron input", compare=False)  # for the NaN / infinity error
     # Nothing but this scan reads the input: the numba backward writes dL/dx over it.
     donated_input: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reset not in FUSED_RESETS:
+            raise SpikeforgeError(f"the fused kernels reset by 'subtract' or 'zero', not {self.reset!r}; run the "
+                                  "layer step by step (layer.fused = False)")
 
     @property
     def kernel_code(self) -> int:
