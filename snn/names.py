@@ -3,7 +3,7 @@
 ``snn --help`` builds its parser from these tuples without importing torch. Each is the
 key list of a table in the module that owns the thing named (the tests check they agree):
 
-- :data:`DATASETS`: :func:`snn.data.load_dataset`'s datasets;
+- :data:`DATASETS`: the keys of :data:`snn.data.LOADERS` (:func:`snn.data.load_dataset`'s datasets);
 - :data:`ARCHITECTURES`: :func:`snn.models.build_model`'s architectures;
 - :data:`ENCODERS`: :data:`snn.training.ENCODERS`;
 - :data:`NEURON_FLAGS`: the keys of :data:`snn.neurons.NEURONS_BY_FLAG`, in its order.
@@ -11,7 +11,7 @@ key list of a table in the module that owns the thing named (the tests check the
 
 from __future__ import annotations
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
-ARCHITECTURES = ("mlp", "cnn", "rnn")
-ENCODERS = ("direct", "rate", "rows")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "nmnist", "dvs-gesture", "shd")
+ARCHITECTURES = ("mlp", "cnn", "rnn", "vgg", "resnet")
+ENCODERS = ("direct", "rate", "rows", "frames")
 NEURON_FLAGS = ("if", "lif", "cuba", "alif")
