@@ -8,10 +8,9 @@ NIR's continuous neurons become our discrete ones by forward Euler, dt = 1e-4 s,
 convention). Both networks then run the same rate-coded digits and every layer's spikes are
 compared.
 
-The snnTorch neurons use ``reset_mechanism="zero"`` and ``reset_delay=False``: that is the
-network snnTorch's exporter writes into the file (it writes ``v_reset = 0`` whatever the
-layer's reset), so the file and the snnTorch network agree. snnTorch's *default* reset
-(subtract the threshold, one step late) is a different network; see the marked spot below.
+The snnTorch neurons keep snnTorch's default reset (subtract the threshold, one step late).
+snnTorch's exporter does not record it (its file says ``v_reset = 0``), so the import names
+the producer: ``import_nir(..., dialect="snntorch")`` reads the file as snnTorch runs it.
 
 Run it::
 
@@ -42,15 +41,9 @@ from converters.nir_import import import_nir
 from converters.nir_io import load_nir, save_nir
 from snn import data, encoders
 
-# The snnTorch reset our NIR import reproduces exactly (see the module docstring).
-SNNTORCH_RESET = {"reset_mechanism": "zero", "reset_delay": False}
-# ---------------------------------------------------------------------------------------------
-# DIALECT SPOT: converters.nir_import is getting a dialect="snntorch" option that reproduces
-# snnTorch's default reset (subtract, reset_delay=True), which its exporter does not record.
-# Once it exists, set SNNTORCH_RESET = {} (snnTorch's defaults) and IMPORT_OPTIONS to
-# {"dialect": "snntorch"}; the spikes must still agree.
-IMPORT_OPTIONS: dict = {}
-# ---------------------------------------------------------------------------------------------
+# snnTorch's defaults (no reset options set), read back with the snnTorch dialect.
+SNNTORCH_RESET: dict = {}
+IMPORT_OPTIONS = {"dialect": "snntorch"}
 
 
 def snntorch_network(hidden: int = 48, classes: int = 10) -> torch.nn.Sequential:
