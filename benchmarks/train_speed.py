@@ -34,13 +34,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from typing import Callable
 
 import torch
+from peak_memory import peak_above_base, run_case_in_subprocess
 from torch import nn
 
 ROWS = {
@@ -170,61 +168,12 @@ def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss() -> int:
-    """The kernel's high-water mark of the resident set (``VmHWM``), in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current resident set (Linux >= 4.0); False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _sampled_peak(model: nn.Module, x: torch.Tensor) -> int:
-    """Fallback without ``clear_refs``: sample the resident set every ~0.2 ms from a thread."""
-    sys.setswitchinterval(1e-4)
-    peak = [_rss()]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.0002)
-    thread = threading.Thread(target=sample)
-    thread.start()
-    step(model, x)
-    done.set()
-    thread.join()
-    return max(peak[0], _rss())
-
-
 def peak_rss_delta(model: nn.Module, x: torch.Tensor) -> int:
-    """Peak resident memory above the pre-iteration level during one training iteration.
-
-    Exact where the kernel lets us reset its high-water mark (``VmHWM``, updated before
-    every decrease of the resident set); sampled otherwise, which can miss a short peak.
-    """
+    """Peak resident memory above the pre-iteration level during one training iteration (after two
+    warm-up iterations), by :func:`peak_memory.peak_above_base`."""
     for _ in range(2):
         step(model, x)
-    base = _rss()
-    if _reset_peak_rss():
-        step(model, x)
-        return _peak_rss() - base
-    return _sampled_peak(model, x) - base
+    return peak_above_base(lambda: step(model, x))[1]
 
 
 def memory_case(library: str, row: str) -> dict[str, float]:
@@ -234,11 +183,7 @@ def memory_case(library: str, row: str) -> dict[str, float]:
 
 
 def memory_in_subprocess(library: str, row: str) -> dict[str, float]:
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
-    code = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-            f"import train_speed as b; print(json.dumps(b.memory_case({library!r}, {row!r})))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_case_in_subprocess(__file__, f"memory_case({library!r}, {row!r})")
 
 
 def time_row(row: str, libraries: list[str], repeats: int, warmup: int) -> dict[str, list[float]]:

@@ -42,9 +42,15 @@ AVG_FUNCTIONS = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.adapt
 
 
 def spiking_network(gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_init: float,
-                    sample: torch.Tensor) -> Sequential | GraphNetwork:
-    """The network of ``gm`` (normal form) with IF neurons at ``thresholds``; ``sample`` is one input ``[1, ...]``."""
+                    sample: torch.Tensor, take_modules: bool = False) -> Sequential | GraphNetwork:
+    """The network of ``gm`` (normal form) with IF neurons at ``thresholds``; ``sample`` is one input ``[1, ...]``.
+
+    The network's weighted layers are copies of ``gm``'s, unless ``take_modules``: then each module is
+    taken as it is the first time the graph calls it (copied on later calls, so that no two nodes share
+    weights), which spares a second copy of every weight for a caller whose ``gm`` is its own copy.
+    """
     ShapeProp(gm).propagate(sample)
+    taken: set[int] | None = set() if take_modules else None
     nodes: list[Node] = []
     name_of: dict[fx.Node, str] = {}
     output = None
@@ -56,7 +62,7 @@ def spiking_network(gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_i
         elif _shape_only(node):
             continue
         else:
-            name_of[node] = _translate(node, gm, thresholds, v_init, name_of, nodes)
+            name_of[node] = _translate(node, gm, thresholds, v_init, name_of, nodes, taken)
     if output is None:
         raise SpikeforgeError("the traced ANN has no output")
     nodes.append(Node(READOUT, Integrator(beta=1.0), (output,)))
@@ -81,8 +87,9 @@ def _shape(node: fx.Node) -> tuple[int, ...]:
 
 
 def _translate(node: fx.Node, gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_init: float,
-               name_of: dict[fx.Node, str], nodes: list[Node]) -> str:
-    """Append the node(s) for ``node``; return the name whose output stands for it."""
+               name_of: dict[fx.Node, str], nodes: list[Node], taken: set[int] | None = None) -> str:
+    """Append the node(s) for ``node``; return the name whose output stands for it. ``taken``: the ids of
+    ``gm``'s modules already taken into the network (None: copy every module)."""
     sources = [a for a in node.args if isinstance(a, fx.Node) and not _shape_only(a)]
     if node.target in CATS:
         sources = list(node.args[0])
@@ -101,6 +108,9 @@ def _translate(node: fx.Node, gm: fx.GraphModule, thresholds: dict[str, torch.Te
             layer = SpikeMaxPool2d(module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode)
         elif isinstance(module, nn.MaxPool1d):
             raise SpikeforgeError(f"{node_label(node, gm)}: 1-d max pooling has no spiking form here; use AvgPool1d")
+        elif taken is not None and id(module) not in taken:
+            taken.add(id(module))
+            layer = module
         else:
             layer = copy.deepcopy(module)
     elif node.target in ADDS:

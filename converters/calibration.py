@@ -17,7 +17,10 @@ from torch.utils.data import DataLoader
 from converters.tracing import ActivationSite, activation_sites
 from snn.errors import SpikeforgeError
 
-MAX_VALUES_PER_BATCH = 1 << 20  # per activation site: keeps memory bounded on large models
+# Values kept per activation site and calibration batch (a uniform sample with replacement beyond this):
+# memory stays bounded on large models, and 2^18 samples put the 99.9th percentile within a fraction of
+# a percent of its value over all activations.
+MAX_VALUES_PER_BATCH = 1 << 18
 
 
 def _inputs(batch) -> torch.Tensor:
@@ -42,17 +45,17 @@ def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: fl
     if not sites:
         raise SpikeforgeError("the model has no ReLU-like activation to convert into spiking neurons")
     collected: dict[str, list[np.ndarray]] = {name: [] for name in sites}
-    generator = np.random.default_rng(0)
+    generator = torch.Generator().manual_seed(0)
 
     def recorder(name: str):
         def hook(module: ActivationSite, inputs, output: torch.Tensor) -> None:
             values = output.detach().float().cpu()
             values = values.transpose(0, 1).reshape(values.shape[1], -1) if channelwise else values.reshape(1, -1)
             limit = MAX_VALUES_PER_BATCH // values.shape[0]
-            if values.shape[1] > limit:  # a uniform random subsample keeps the percentile unbiased
-                keep = generator.choice(values.shape[1], size=limit, replace=False)
-                values = values[:, torch.from_numpy(np.sort(keep))]
-            collected[name].append(values.numpy())
+            if values.shape[1] > limit:  # a uniform random sample keeps the percentile estimate unbiased
+                values = values[:, torch.randint(values.shape[1], (limit,), generator=generator)]
+            collected[name].append(values.numpy().copy() if values.data_ptr() == output.data_ptr()
+                                   else values.numpy())
         return hook
 
     handles = [site.register_forward_hook(recorder(name)) for name, site in sites.items()

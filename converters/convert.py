@@ -52,10 +52,10 @@ def convert(model: nn.Module, calibration: DataLoader, percentile: float = 99.9,
     """
     if not 0 <= v_init < 1:
         raise SpikeforgeError(f"initial membrane fraction v_init must lie in [0, 1), got {v_init}")
-    gm = normalize(copy.deepcopy(model).to(device))
+    gm = normalize(copy.deepcopy(model).to(device), in_place=True)
     thresholds = activation_thresholds(gm, calibration, percentile, channelwise, max_batches, device)
     sample = first_input(calibration)[:1].to(device)
-    return spiking_network(gm.cpu(), thresholds, v_init, sample.cpu()).to(device)
+    return spiking_network(gm.cpu(), thresholds, v_init, sample.cpu(), take_modules=True).to(device)
 
 
 @torch.no_grad()

@@ -124,9 +124,12 @@ def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, n
     gm.graph.erase_node(node)
 
 
-def fold_batchnorm(weighted: nn.Module, norm: nn.Module) -> nn.Module:
-    """Return a copy of ``weighted`` with eval-mode BatchNorm ``norm`` folded in."""
-    folded = copy.deepcopy(weighted)
+def fold_batchnorm(weighted: nn.Module, norm: nn.Module, in_place: bool = False) -> nn.Module:
+    """Return a copy of ``weighted`` with eval-mode BatchNorm ``norm`` folded in (``in_place``: ``weighted``
+    itself, its weights replaced, which spares a copy of them when the module is already a private copy)."""
+    # a copy without copying the weight and bias, which are replaced below
+    keep = {id(p): p for p in (weighted.weight, weighted.bias) if p is not None}
+    folded = weighted if in_place else copy.deepcopy(weighted, memo=keep)
     scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps) if norm.affine else \
         1 / torch.sqrt(norm.running_var + norm.eps)
     shift = norm.bias.detach() if norm.affine else torch.zeros_like(norm.running_mean)
@@ -137,8 +140,13 @@ def fold_batchnorm(weighted: nn.Module, norm: nn.Module) -> nn.Module:
     return folded
 
 
-def normalize(model: nn.Module) -> fx.GraphModule:
-    """Trace ``model`` (in eval mode) and rewrite it to the normal form described above."""
+def normalize(model: nn.Module, in_place: bool = False) -> fx.GraphModule:
+    """Trace ``model`` (in eval mode) and rewrite it to the normal form described above.
+
+    The graph module shares ``model``'s layers except those BatchNorm is folded into, which are copies;
+    with ``in_place`` (for a caller that passes its own copy of the model) BatchNorm is folded into
+    ``model``'s layers themselves, so the weights exist once.
+    """
     model = model.eval()
     gm = trace(model)
     counter = 0
@@ -161,7 +169,7 @@ def normalize(model: nn.Module) -> fx.GraphModule:
                     and isinstance(gm.get_submodule(node.args[0].target), WEIGHTED) \
                     and len(node.args[0].users) == 1:
                 parent = node.args[0]
-                gm.add_submodule(parent.target, fold_batchnorm(gm.get_submodule(parent.target), module))
+                gm.add_submodule(parent.target, fold_batchnorm(gm.get_submodule(parent.target), module, in_place))
                 node.replace_all_uses_with(parent)
                 gm.graph.erase_node(node)
             elif not isinstance(module, PASS_MODULES):

@@ -62,6 +62,7 @@ class GraphNetwork(nn.Module):
             raise SpikeforgeError(f"the graph's output {output!r} is not one of its nodes")
         self.output = output
         self.order = _topological_order(self.inputs)
+        self._last_reader = _last_readers(self.order, self.inputs, output)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         if self.input_shape is not None:
             self.check_shapes()
@@ -125,19 +126,36 @@ class GraphNetwork(nn.Module):
         values = {INPUT: x}
         for name in self.order:
             layer, args = self.layers[name], [values[i] for i in self.inputs[name]]
+            for source in set(self.inputs[name]):
+                if self._last_reader[source] == name:  # free [T, B, ...] activations no later node reads
+                    del values[source]
             try:
                 if isinstance(layer, NeuronLayer):
                     values[name] = layer(args[0])[0]
                 elif time_major(layer):
                     values[name] = layer(args[0])
                 else:
-                    out = layer(*(a.reshape(steps * batch, *a.shape[2:]) for a in args))
-                    values[name] = out.reshape(steps, batch, *out.shape[1:])
+                    folded = layer(*(a.reshape(steps * batch, *a.shape[2:]) for a in args))
+                    values[name] = folded.reshape(steps, batch, *folded.shape[1:])
+                    del folded
             except RuntimeError as error:
                 shapes = ", ".join(str(tuple(a.shape[2:])) for a in args)
                 raise SpikeforgeError(f"node {name!r} ({type(layer).__name__}) cannot run on its input "
                                       f"{shapes}: {error}") from error
+            del args
         return values[self.output]
+
+
+def _last_readers(order: Sequence[str], inputs: dict[str, tuple[str, ...]], output: str) -> dict[str, str | None]:
+    """For every node (and the input), the last node in ``order`` that reads it; ``None`` for the output,
+    which must outlive the pass. The forward pass drops a value once its last reader has it, so a deep
+    residual network holds only the activations still to be read, not every node's ``[T, B, ...]``."""
+    last: dict[str, str | None] = {INPUT: None, **{name: None for name in order}}
+    for name in order:
+        for source in inputs[name]:
+            last[source] = name
+    last[output] = None
+    return last
 
 
 def network_nodes(model: nn.Module) -> tuple[list[Node], str, tuple[int, ...] | None]:

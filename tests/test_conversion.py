@@ -84,9 +84,23 @@ def test_normal_form_equals_the_ann() -> None:
         ann.train()(torch.rand(16, 3, 32, 32))  # non-trivial BatchNorm statistics to fold
     ann.eval()
     x = torch.rand(4, 3, 32, 32)
-    gm = normalize(copy.deepcopy(ann))
+    before = {k: v.clone() for k, v in ann.state_dict().items()}
+    gm = normalize(ann)  # folds into copies: the caller's ANN is left as it was
     assert not [m for m in gm.modules() if isinstance(m, nn.BatchNorm2d)]  # all folded
     torch.testing.assert_close(gm(x), ann(x), rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
+    in_place = normalize(copy.deepcopy(ann), in_place=True)  # convert's way: its own copy, weights once
+    torch.testing.assert_close(in_place(x), ann(x), rtol=1e-4, atol=1e-5)
+
+
+def test_convert_leaves_the_ann_unchanged() -> None:
+    torch.manual_seed(0)
+    ann = cifar_resnet().eval()
+    before = {k: v.clone() for k, v in ann.state_dict().items()}
+    snn_model = convert(ann, loader(torch.rand(16, 3, 32, 32), batch_size=8))
+    assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
+    ann_tensors = {p.data_ptr() for p in ann.parameters()}
+    assert not ann_tensors & {p.data_ptr() for p in snn_model.parameters()}  # no weight shared with the ANN
 
 
 def test_resnet_with_residuals_and_max_pooling_approximates_the_ann_at_t256() -> None:

@@ -52,6 +52,34 @@ def test_forward_equals_the_graph_written_by_hand() -> None:
     assert not net.is_chain()
 
 
+def test_an_activation_is_freed_once_its_last_reader_has_run() -> None:
+    """The forward pass holds only values still to be read: conv1's output dies after if1 (its only
+    reader), if1's spikes live until "both" (their last reader) and die before "fc" runs."""
+    import weakref
+
+    net = _residual().eval()
+    kept: dict[str, weakref.ref] = {}
+    alive_at: dict[str, dict[str, bool]] = {}
+
+    def remember(name: str):
+        def hook(module, inputs, output) -> None:
+            kept[name] = weakref.ref(output[0] if isinstance(output, tuple) else output)
+        return hook
+
+    def look(name: str):
+        def hook(module, inputs) -> None:
+            alive_at[name] = {k: ref() is not None for k, ref in kept.items()}
+        return hook
+    net.layers["conv1"].register_forward_hook(remember("conv1"))
+    net.layers["if1"].register_forward_hook(remember("if1"))
+    for name in ("conv2", "fc"):
+        net.layers[name].register_forward_pre_hook(look(name))
+    with torch.no_grad():
+        net(encoders.direct(torch.rand(2, 1, 6, 6), 3))
+    assert alive_at["conv2"] == {"conv1": False, "if1": True}
+    assert alive_at["fc"] == {"conv1": False, "if1": False}
+
+
 def test_gradients_flow_to_every_weight() -> None:
     net = _residual()
     net(encoders.direct(torch.rand(4, 1, 6, 6) * 2, 6))[-1].sum().backward()
