@@ -5,6 +5,7 @@ Needs the Lava environment: ``make lava-env`` builds ``.venv-lava`` (``make test
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import h5py
@@ -137,6 +138,53 @@ def test_hang_is_stopped_by_the_timeout_and_leaves_nothing(tmp_path, monkeypatch
     with pytest.raises(SpikeforgeError, match="did not finish"):
         run_in_lava(net, q, timeout=0.5)
     assert list(tmp_path.iterdir()) == []
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """Every process on the machine: pid -> (parent pid, session id, state), from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            table[int(entry)] = (int(fields[1]), int(fields[3]), fields[0])
+    return table
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts processes through Linux's /proc")
+def test_after_a_timeout_no_process_of_the_run_is_left_alive():
+    """A run too long for its timeout: while it runs, every process in the session of the runner this
+    test started is recorded (the runner and Lava's workers); after the time-out none is alive."""
+    import threading
+
+    me, seen, stop = os.getpid(), set(), threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            table = _processes()
+            sessions = {sid for pid, (ppid, sid, _) in table.items() if ppid == me and sid != os.getsid(0)}
+            seen.update(pid for pid, (_, sid, _) in table.items() if sid in sessions)
+            stop.wait(0.1)
+    torch.manual_seed(0)
+    net = compile_network(_dense3().eval())
+    q = net.quantise_input(torch.rand(200_000, 1, 20))[:, 0].numpy()
+    watcher = threading.Thread(target=record)
+    watcher.start()
+    try:
+        with pytest.raises(SpikeforgeError, match="did not finish"):
+            run_in_lava(net, q, timeout=15)
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(seen) >= 3, f"the run had not started Lava's workers within its timeout: {sorted(seen)}"
+    table = _processes()
+    survivors = [pid for pid in seen if pid in table and table[pid][2] != "Z"]
+    assert survivors == [], f"{len(survivors)} of the run's {len(seen)} processes survived the time-out"
+    assert [pid for pid in seen if pid in table] == [], "a killed process of the run is still in the table"
 
 
 def test_failed_run_and_missing_hardware_are_clear_errors(tmp_path, monkeypatch):

@@ -31,7 +31,6 @@ DEFAULT_TIMEOUT_S = 600.0
 def _run_with_progress(command: list[str], timeout: float, label: str) -> tuple[int, str]:
     """Run ``command`` in its own session, showing the elapsed seconds on stderr (the runner reports no progress of
     its own); past ``timeout`` its whole process group is killed (Lava's worker processes included)."""
-    import signal
     import time
 
     from tqdm import tqdm
@@ -42,15 +41,33 @@ def _run_with_progress(command: list[str], timeout: float, label: str) -> tuple[
         with tqdm(desc=label, unit="s", bar_format="{desc}: {elapsed}", leave=False) as bar:
             while process.poll() is None:
                 if time.perf_counter() - start > timeout:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+                    _kill_group(process)
                     raise SpikeforgeError(f"the Lava run did not finish within {timeout:.0f} s and was stopped; run "
                                           "fewer samples or raise the timeout")
                 time.sleep(0.2)
                 bar.update(0)
         err.seek(0)
         return process.returncode, err.read()
+
+
+def _kill_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGKILL the process group of ``process`` (the leader of its own session) and wait until no member is
+    left: Lava's worker processes, re-parented to init once the runner dies, are gone too when this returns
+    (``killpg(pgid, 0)`` fails once the group is empty; members already dead but not yet reaped by init
+    still count, so this also waits out their reaping, within ``grace_s``)."""
+    import signal
+    import time
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 @dataclass
