@@ -39,6 +39,7 @@ from snn.functional import RESETS
 from snn.graph_network import INPUT, GraphNetwork, Node
 from snn.layers import Add, Scale
 from snn.network import Sequential
+from snn.network_schema import probe_network
 from snn.neurons import IF, LIF, CubaLIF, Integrator, NeuronLayer
 
 NEURON_NODES = (nir.IF, nir.LIF, nir.CubaLIF)
@@ -335,6 +336,22 @@ def _input_shape(graph_input: nir.Input, first: nir.NIRNode | None) -> tuple[int
     return shape
 
 
+def _check_first_layers(built: list[Node], shape: tuple[int, ...]) -> None:
+    """Every Linear / convolution reading the Input takes the Input's width or channels (one line naming both)."""
+    for node in built:
+        if node.inputs != (INPUT,):
+            continue
+        layer = node.layer
+        if isinstance(layer, nn.Linear) and layer.in_features != shape[-1]:
+            found, what = layer.in_features, f"{shape[-1]} features"
+        elif isinstance(layer, (nn.Conv1d, nn.Conv2d)) and layer.in_channels != shape[0]:
+            found, what = layer.in_channels, f"{shape[0]} channels"
+        else:
+            continue
+        raise SpikeforgeError(f"NIR node {node.name!r} ({type(layer).__name__}) takes {found} inputs but the graph's "
+                              f"Input (shape {shape}) gives {what}; check the NIR graph's Input shape and layer sizes")
+
+
 def _module(name: str, node: nir.NIRNode, dt: float, recurrent: dict, before: nn.Module | None,
             dialect: Dialect) -> nn.Module:
     if isinstance(node, nir.NIRGraph):
@@ -397,9 +414,13 @@ def import_nir(graph: nir.NIRGraph, dt: float | None = None, dialect: str | None
     shape = _input_shape(nodes[source], None if first is nodes[source] else first)
     if output is None or output == INPUT:
         raise SpikeforgeError("the NIR graph's Output reads the Input directly; there is no layer to import")
+    _check_first_layers(built, shape)
     try:
         net = GraphNetwork(built, output, input_shape=shape)
     except SpikeforgeError as exc:
         raise SpikeforgeError(f"the imported network does not run on the graph's input shape {shape}: {exc}; "
                               "check the NIR graph's Input shape and layer sizes") from exc
-    return net.as_sequential() if net.is_chain() else net
+    result = net.as_sequential() if net.is_chain() else net
+    # GraphNetwork checked the shapes with zeros; a random spike input also runs every event-driven path.
+    probe_network(result, "the imported NIR graph", "check the NIR graph's Input shape and layer sizes")
+    return result

@@ -21,6 +21,7 @@ from snn.errors import SpikeforgeError
 from snn.fileio import atomic_path, load_torch_file
 from snn.graph_network import GraphNetwork
 from snn.network import Sequential
+from snn.network_schema import check_payload, check_state_dict, layer_widths, probe_network
 from snn.serialization import build_network, network_spec
 
 FORMAT = "spikeforge.checkpoint"
@@ -51,11 +52,36 @@ def save_checkpoint(path: str | Path, model: Sequential | GraphNetwork, task: di
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`; clear errors for bad files."""
+    """Read a checkpoint written by :func:`save_checkpoint`; clear errors for bad files.
+
+    The file is read onto the CPU whatever devices its tensors name (``map_location`` only moves
+    the finished model), checked against :mod:`snn.network_schema` before anything is built, its
+    weights checked against the built network, and the network run once on a small random spike
+    input: a file that passes runs; any other is refused with one :class:`SpikeforgeError` line.
+    """
     path = Path(path)
     payload = load_torch_file(path, "checkpoint {path} does not exist; make one with 'snn train' or 'snn convert'",
                               "checkpoint {path} is corrupt or not a torch file ({error}); re-create it with "
-                              "'snn train'", map_location)
+                              "'snn train'", "cpu")
+    _check_header(payload, path)
+    source = f"checkpoint {path}"
+    check_payload(payload, source)
+    model = build_network(payload["network"], source)
+    check_state_dict(payload["state_dict"], model, source, layer_widths(payload["network"]))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SpikeforgeError(f"{source}: its weights do not fit its network spec: {first}; re-create it with "
+                              "'snn train'") from error
+    probe_network(model, source)
+    if torch.device(map_location).type != "cpu":
+        model.to(map_location)
+    return Checkpoint(model, dict(payload.get("task", {})), dict(payload.get("meta", {})))
+
+
+def _check_header(payload: Any, path: Path) -> None:
+    """The format and version entries: a spikeforge checkpoint this version reads (not the old converted one)."""
     if isinstance(payload, dict) and payload.get("format") == OLD_CONVERTED_FORMAT:
         ann = payload.get("ann") if isinstance(payload.get("ann"), str) else "package.module:factory"
         raise SpikeforgeError(f"{path} is a converted SNN of spikeforge's first format (it names the ANN factory "
@@ -65,11 +91,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise SpikeforgeError(f"{path} is not a spikeforge checkpoint (no '{FORMAT}' header); "
                               "re-create it with 'snn train' or 'snn convert'")
     if payload.get("version") != VERSION:
-        raise SpikeforgeError(f"checkpoint {path} has version {payload.get('version')}, this spikeforge reads "
+        raise SpikeforgeError(f"checkpoint {path} has version {payload.get('version')!r}, this spikeforge reads "
                               f"version {VERSION}; upgrade spikeforge")
-    model = build_network(payload["network"])
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as error:
-        raise SpikeforgeError(f"checkpoint {path} weights do not fit its network spec: {error}") from error
-    return Checkpoint(model, payload.get("task", {}), payload.get("meta", {}))

@@ -32,7 +32,7 @@ from torch import nn
 from snn import functional
 from snn.errors import SpikeforgeError
 from snn.kernels import FusedConfig, FusedScan, numba_available
-from snn.kernels.event_linear import event_currents
+from snn.kernels.event_linear import check_event_operands, event_currents
 from snn.kernels.jit_cache import call
 from snn.neurons import ALIF, CubaFamily, Integrator, NeuronLayer
 
@@ -62,10 +62,14 @@ def _currents_torch(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np
 class _Linear:
     weight_t: np.ndarray  # [in, out], contiguous rows per input
     bias: np.ndarray
+    name: str = "Linear"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Currents ``[T, out]`` of events ``x [T, in]``; a width other than ``in`` is refused (no kernel runs)."""
+        x = np.ascontiguousarray(x, dtype=self.weight_t.dtype)
+        check_event_operands(x, self.weight_t, self.bias, self.name)
         if numba_available():
-            return event_currents(np.ascontiguousarray(x, dtype=self.weight_t.dtype), self.weight_t, self.bias)
+            return event_currents(x, self.weight_t, self.bias, self.name)
         return _currents_torch(x, self.weight_t, self.bias)
 
 
@@ -89,7 +93,12 @@ class _Neuron:
                 p = (*layer.parameters_now(), zero, zero)
             else:
                 raise SpikeforgeError(f"event-driven inference does not support {type(layer).__name__}")
-            self.params = tuple(q.to(dtype).expand(shape).contiguous() for q in p)
+            try:
+                self.params = tuple(q.to(dtype).expand(shape).contiguous() for q in p)
+            except RuntimeError as error:
+                sizes = ", ".join(str(tuple(q.shape)) for q in p)
+                raise SpikeforgeError(f"{type(layer).__name__} parameters of shapes {sizes} do not fit its {width} "
+                                      "neurons; give one value or one per neuron") from error
         self.width, self.dtype = width, dtype
         self.stepwise = getattr(layer, "reset", None) in functional.DELAYED_RESETS  # no fused kernel for it
         self.reset()
@@ -99,6 +108,14 @@ class _Neuron:
         self.state = tuple(torch.zeros(shape, dtype=self.dtype) for _ in range(1 if self.integrator else 3))
 
     def __call__(self, currents: np.ndarray) -> np.ndarray:
+        """Outputs ``[T, width]`` of currents ``[T, width]`` (other shapes and dtypes are refused: the
+        kernels index the parameter and state arrays by the currents' width without bounds checks)."""
+        expected = np.dtype(str(self.dtype).removeprefix("torch."))
+        if currents.ndim != 2 or currents.shape[1] != self.width or currents.dtype != expected:
+            raise SpikeforgeError(f"{type(self.layer).__name__} layer of {self.width} neurons got currents of shape "
+                                  f"{tuple(currents.shape)} ({currents.dtype}), expected [T, {self.width}] "
+                                  f"({expected})")
+        currents = np.ascontiguousarray(currents)
         if self.integrator:
             (v,) = self.state
             if numba_available():
@@ -144,13 +161,17 @@ class EventDrivenNetwork:
         """Build from a :class:`snn.network.Sequential` (or any iterable of modules)."""
         stages: list = []
         width: int | None = None
-        for module in model:
+        for index, module in enumerate(model):
             if isinstance(module, nn.Flatten):
                 continue
             if isinstance(module, nn.Linear):
                 w = module.weight.detach().to(dtype)
+                if width is not None and w.shape[1] != width:
+                    raise SpikeforgeError(f"layer {index} (Linear) has in_features {w.shape[1]} but the layer "
+                                          f"before it gives {width} features; fix the network's layer sizes")
                 b = torch.zeros(w.shape[0], dtype=dtype) if module.bias is None else module.bias.detach().to(dtype)
-                stages.append(_Linear(np.ascontiguousarray(w.t().numpy()), b.numpy().copy()))
+                stages.append(_Linear(np.ascontiguousarray(w.t().numpy()), b.numpy().copy(),
+                                      f"layer {index} (Linear)"))
                 width = w.shape[0]
             elif isinstance(module, NeuronLayer):
                 if width is None:
@@ -175,6 +196,11 @@ class EventDrivenNetwork:
         if x.ndim < 2:
             raise SpikeforgeError(f"frames must be [T, features...] for one sample, got shape {tuple(x.shape)}")
         h = x.reshape(x.shape[0], -1)
+        first = self.stages[0]
+        if isinstance(first, _Linear) and h.shape[1] != first.weight_t.shape[0]:
+            raise SpikeforgeError(f"frames have {h.shape[1]} features per step but the network's first layer "
+                                  f"({first.name}) takes {first.weight_t.shape[0]}; feed frames [T, "
+                                  f"{first.weight_t.shape[0]}]")
         for stage in self.stages:
             h = stage(h)
         return torch.from_numpy(np.ascontiguousarray(h))

@@ -4,7 +4,8 @@
 dictionaries (``{"type": "Conv2d", "in_channels": 1, ...}``) and a
 :class:`~snn.graph_network.GraphNetwork` as a list of nodes (``{"name": "add1", "layer":
 {"type": "Add"}, "inputs": ["conv2", "if1"]}``) plus its output node; ``build_network(spec)``
-rebuilds either (layer types come from fixed tables, never from a name the file chooses).
+rebuilds either (layer types come from fixed tables, never from a name the file chooses),
+after :mod:`snn.network_schema` has checked every field, the memory and the shapes.
 Together with ``state_dict()`` this is the safe exchange format of the project: loading it
 never executes code from the file.
 """
@@ -19,6 +20,7 @@ from snn.errors import SpikeforgeError
 from snn.graph_network import GraphNetwork, Node
 from snn.layers import STATELESS_LAYERS
 from snn.network import Sequential
+from snn.network_schema import FIX, check_network
 from snn.neurons import NEURON_TYPES, NeuronLayer
 
 
@@ -79,6 +81,7 @@ def network_spec(model: Sequential | GraphNetwork) -> dict[str, Any]:
 
 
 def build_layer(spec: dict[str, Any]) -> nn.Module:
+    """The layer a spec describes; its type is looked up in fixed tables (never a name from the file)."""
     kwargs = dict(spec)
     kind = kwargs.pop("type", None)
     if kind in NEURON_TYPES:
@@ -90,32 +93,32 @@ def build_layer(spec: dict[str, Any]) -> nn.Module:
     raise SpikeforgeError(f"unknown layer type {kind!r} in network spec; known: {', '.join(KNOWN)}")
 
 
-def build_network(spec: dict[str, Any]) -> Sequential | GraphNetwork:
-    """Rebuild a network from :func:`network_spec` output (weights not included)."""
-    if isinstance(spec, dict) and isinstance(spec.get("nodes"), list):
-        return _build_graph(spec)
-    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
-        raise SpikeforgeError("network spec must be a mapping with a 'layers' list (a chain) or a 'nodes' list "
-                              "(a graph)")
+def _build_checked(spec: dict[str, Any], where: str, source: str) -> nn.Module:
+    """:func:`build_layer` of a spec that passed :func:`snn.network_schema.check_layer`; a value the
+    constructor still refuses (a NaN threshold, an unknown reset) is one error naming the layer."""
     try:
-        layers = [build_layer(layer) for layer in spec["layers"]]
-    except TypeError as error:
-        raise SpikeforgeError(f"network spec has a malformed layer: {error}") from error
+        return build_layer(spec)
+    except (SpikeforgeError, TypeError, ValueError, RuntimeError) as error:
+        raise SpikeforgeError(f"{source}: {where} ({spec.get('type')}): {error}; {FIX}") from error
+
+
+def build_network(spec: dict[str, Any], source: str = "network spec") -> Sequential | GraphNetwork:
+    """Rebuild a network from :func:`network_spec` output (weights not included).
+
+    The spec is checked first (:func:`snn.network_schema.check_network`: field types, memory,
+    shapes); ``source`` (the file) starts every error message.
+    """
+    check_network(spec, source)
+    if "nodes" in spec:
+        return _build_graph(spec, source)
+    layers = [_build_checked(layer, f"layer {k}", source) for k, layer in enumerate(spec["layers"])]
     return Sequential(*layers, input_shape=spec.get("input_shape"))
 
 
-def _build_graph(spec: dict[str, Any]) -> GraphNetwork:
-    nodes = []
-    for k, entry in enumerate(spec["nodes"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or \
-                not isinstance(entry.get("layer"), dict) or not isinstance(entry.get("inputs"), list):
-            raise SpikeforgeError(f"network spec node {k} must be a mapping with 'name' (text), 'layer' (a layer "
-                                  "spec) and 'inputs' (a list of node names)")
-        try:
-            layer = build_layer(entry["layer"])
-        except TypeError as error:
-            raise SpikeforgeError(f"network spec node {entry['name']!r} has a malformed layer: {error}") from error
-        nodes.append(Node(entry["name"], layer, tuple(str(i) for i in entry["inputs"])))
-    if not isinstance(spec.get("output"), str):
-        raise SpikeforgeError("network spec of a graph must name its 'output' node")
-    return GraphNetwork(nodes, spec["output"], spec.get("input_shape"))
+def _build_graph(spec: dict[str, Any], source: str) -> GraphNetwork:
+    nodes = [Node(entry["name"], _build_checked(entry["layer"], f"node {entry['name']!r}", source),
+                  tuple(entry["inputs"])) for entry in spec["nodes"]]
+    try:
+        return GraphNetwork(nodes, spec["output"], spec.get("input_shape"))
+    except SpikeforgeError as error:
+        raise SpikeforgeError(f"{source}: {error}; {FIX}") from error

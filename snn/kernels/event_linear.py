@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from snn.errors import SpikeforgeError
 from snn.kernels import numba_scan
 from snn.kernels.jit_cache import call
 
@@ -91,11 +92,34 @@ if numba_scan.numba_available():
                 _row(x[n], weight_t, bias, out[n], active)
 
 
-def event_currents(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def check_event_operands(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray, name: str = "Linear") -> None:
+    """What the kernels rely on (they run without bounds checks): ``x [N, in]``, ``weight_t [in, out]``
+    and ``bias [out]``, all C-contiguous of one float dtype. Else one :class:`SpikeforgeError` naming
+    the layer (``name``) and the misfit, before any memory is read."""
+    if weight_t.ndim != 2 or bias.shape != (weight_t.shape[1],):
+        raise SpikeforgeError(f"{name}: weight^T {weight_t.shape} and bias {bias.shape} do not fit, expected "
+                              "[in_features, out_features] and [out_features]")
+    if x.ndim != 2 or x.shape[1] != weight_t.shape[0]:
+        width = x.shape[-1] if x.ndim else 0
+        raise SpikeforgeError(f"{name} (in_features={weight_t.shape[0]}, out_features={weight_t.shape[1]}) got an "
+                              f"input of shape {tuple(x.shape)} with {width} features, expected [N, "
+                              f"{weight_t.shape[0]}]; the layer before it gives a different width: fix the "
+                              "network's layer sizes")
+    if not (x.dtype == weight_t.dtype == bias.dtype and x.dtype in (np.float32, np.float64)):
+        raise SpikeforgeError(f"{name}: input, weight and bias have dtypes {x.dtype}, {weight_t.dtype}, "
+                              f"{bias.dtype}, expected one of float32 / float64")
+    for what, a in (("input", x), ("weight^T", weight_t), ("bias", bias)):
+        if not a.flags.c_contiguous:
+            raise SpikeforgeError(f"{name}: the {what} is not C-contiguous, which the event-driven kernel needs")
+
+
+def event_currents(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray, name: str = "Linear") -> np.ndarray:
     """``bias + x @ weight_t`` over the non-zero entries of ``x [N, in]`` only (numba required).
 
-    ``weight_t [in, out]`` and ``bias [out]`` must be C-contiguous arrays of ``x``'s dtype.
+    ``weight_t [in, out]`` and ``bias [out]`` must be C-contiguous arrays of ``x``'s dtype; that and
+    the shapes are checked (:func:`check_event_operands`) before the kernel runs.
     """
+    check_event_operands(x, weight_t, bias, name)
     out = np.empty((x.shape[0], weight_t.shape[1]), dtype=weight_t.dtype)
     threshold = numba_scan.PARALLEL_MIN_ELEMENTS
     parallel = threshold is not None and x.size >= threshold
@@ -109,7 +133,8 @@ class EventLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):  # type: ignore[override]
         weight_t = weight.detach().t().contiguous().numpy()
-        b = np.zeros(weight.shape[0], weight_t.dtype) if bias is None else bias.detach().contiguous().numpy()
+        b = np.zeros(weight.shape[0], weight_t.dtype) if bias is None else \
+            bias.detach().to(weight.dtype).contiguous().numpy()
         out = event_currents(x.detach().contiguous().numpy(), weight_t, b)
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
@@ -126,17 +151,30 @@ class EventLinear(torch.autograd.Function):
 
 def worth_it(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the event-driven forward is expected to beat the dense matmul for this input."""
-    if not (numba_scan.numba_available() and x.device.type == "cpu" and x.dim() == 2
+    if not (numba_scan.numba_available() and x.device.type == "cpu" and weight.device.type == "cpu"
+            and x.dim() == 2
             and x.dtype in (torch.float32, torch.float64) and weight.dtype == x.dtype
-            and weight.shape[0] >= MIN_OUT_FEATURES and x.shape[0] > 0):
+            and weight.shape[0] >= MIN_OUT_FEATURES and x.shape[0] > 0 and x.shape[1] == weight.shape[1]):
         return False
     probe = x[:DENSITY_PROBE_ROWS]
     limit = MAX_DENSITY if weight.shape[0] >= WIDE_OUT_FEATURES else MAX_DENSITY_NARROW
     return int(torch.count_nonzero(probe)) <= limit * probe.numel()
 
 
+def check_linear_input(x: torch.Tensor, weight: torch.Tensor) -> None:
+    """``x [..., in]`` fits ``weight [out, in]``; else one :class:`SpikeforgeError` naming the layer."""
+    if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1]:
+        width = x.shape[-1] if x.dim() else 0
+        raise SpikeforgeError(f"Linear (in_features={weight.shape[-1]}, out_features={weight.shape[0]}) got an "
+                              f"input with {width} features (shape {tuple(x.shape)}), expected "
+                              f"{weight.shape[-1]}; the layer before it gives a different width: fix the "
+                              "network's layer sizes")
+
+
 def event_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``torch.nn.functional.linear(x, weight, bias)``, event-driven where that is faster."""
+    """``torch.nn.functional.linear(x, weight, bias)``, event-driven where that is faster; an input
+    whose width is not ``in_features`` is refused (:func:`check_linear_input`) on either path."""
+    check_linear_input(x, weight)
     if worth_it(x, weight):
         return EventLinear.apply(x, weight, bias)
     return torch.nn.functional.linear(x, weight, bias)
