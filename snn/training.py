@@ -6,6 +6,13 @@ validation accuracy, ties broken by the lower validation loss) in memory and, wh
 in an atomically written checkpoint, and stops early after ``patience`` epochs without
 improvement. Runs are seeded and deterministic on CPU; CUDA is used when available.
 
+Divergence: a non-finite loss or gradient norm stops training with :class:`TrainingDiverged`
+(the best model so far stays in memory and in the checkpoint); a loss that grows by
+:data:`BLOWUP` or more over the chance-level loss ``ln C`` (or over an earlier epoch's), and a
+validation accuracy that ends at chance (the most frequent class's share), are returned as
+``FitResult.warnings``. The default gradient clipping (norm 1.0) keeps a too-large learning
+rate's loss finite, so such a run ends in those warnings rather than in NaN.
+
 The loss back-propagates through the unrolled time loop (BPTT); the spike nonlinearity
 uses the layers' surrogate gradients.
 """
@@ -31,10 +38,20 @@ from snn.checkpoint import load_checkpoint, save_checkpoint
 from snn.errors import SpikeforgeError
 from snn.network import Sequential
 from snn.neurons import Integrator
+from snn.resources import MAX_EPOCHS, check_bound
 from snn.validation import check_timesteps
 
 ENCODERS = ("direct", "rate", "rows", "frames")
 READOUTS = ("membrane_mean", "membrane_max", "membrane_last", "count")
+BLOWUP = 100.0  # a loss this many times the reference (chance level, or an earlier epoch's) is a divergence warning
+CHANCE_MARGIN = 0.02  # a best validation accuracy within this of the majority-class share is "at chance"
+
+
+class TrainingDiverged(SpikeforgeError):
+    """The loss or the gradient became NaN or infinite; the last good checkpoint is kept."""
+
+    kind = "divergence"
+    keep_partial = True
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,7 @@ class FitConfig:
     epochs: int = 30
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    clip_grad_norm: float | None = 1.0
+    clip_grad_norm: float | None = 1.0  # the gradients' total L2 norm is scaled down to this; None: no clipping
     seed: int = 0
     patience: int | None = None
     device: str | None = None
@@ -128,6 +145,10 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise SpikeforgeError(f"epochs must be at least 1, got {self.epochs}")
+        check_bound("epochs", self.epochs, MAX_EPOCHS, "--epochs")
+        if self.clip_grad_norm is not None and not (self.clip_grad_norm > 0 and math.isfinite(self.clip_grad_norm)):
+            raise SpikeforgeError(f"gradient clipping norm must be positive and finite, got {self.clip_grad_norm}; "
+                                  "use e.g. --clip-grad 1, or --clip-grad 0 for none")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SpikeforgeError(f"learning rate must be positive, got {self.lr}")
         if self.patience is not None and self.patience < 1:
@@ -144,6 +165,7 @@ class FitResult:
     checkpoint: Path | None = None
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -189,25 +211,72 @@ def evaluate_with_loss(model: nn.Module, task: Task, loader: DataLoader,
     return correct / total, loss_sum / total
 
 
+class _Diverged(Exception):
+    """A non-finite loss or gradient norm inside an epoch (``fit`` turns it into :class:`TrainingDiverged`)."""
+
+    def __init__(self, batch: int, what: str, value: float) -> None:
+        super().__init__(f"the {what} is {value} at batch {batch}")
+
+
 def _train_epoch(model: nn.Module, task: Task, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, config: FitConfig, device: torch.device,
-                 generator: torch.Generator) -> tuple[float, float]:
+                 generator: torch.Generator) -> tuple[float, float, int]:
+    """One pass over ``loader``: ``(mean loss, accuracy, classes of the output)``; raises :class:`_Diverged`
+    before the step that a non-finite loss or gradient norm would poison the weights with."""
     model.train()
     loss_sum = correct = total = 0.0
-    for x, y in loader:
+    classes = 0
+    for batch, (x, y) in enumerate(loader, start=1):
         x, y = x.to(device), y.to(device)
         out = model(task.encode(x, generator if device.type == "cpu" else None))
+        classes = int(out.shape[-1])
         loss = task.loss(out, y)
+        if not torch.isfinite(loss.detach()):
+            raise _Diverged(batch, "loss", float(loss))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+            norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+            if not torch.isfinite(norm):
+                raise _Diverged(batch, "gradient norm", float(norm))
         optimizer.step()
         scheduler.step()
         loss_sum += loss.item() * y.numel()
         correct += (task.predict(out.detach()) == y).sum().item()
         total += y.numel()
-    return loss_sum / total, correct / total
+    return loss_sum / total, correct / total, classes
+
+
+def chance_accuracy(loader: DataLoader) -> float:
+    """The accuracy of always answering the most frequent label of ``loader`` (0 for an empty one)."""
+    labels = torch.cat([y.reshape(-1).cpu() for _, y in loader]) if len(loader) else torch.zeros(0, dtype=torch.long)
+    return float(torch.bincount(labels).max()) / len(labels) if len(labels) else 0.0
+
+
+def loss_warning(epoch: int, loss: float, history: Sequence[dict[str, float]], classes: int) -> str | None:
+    """A warning when ``loss`` is :data:`BLOWUP` times or more the reference: the chance-level loss ``ln C``
+    (the cross-entropy of a uniform guess over ``C`` classes) or the lowest earlier epoch's."""
+    chance = math.log(classes) if classes > 1 else 1.0
+    earlier = min((h["train_loss"] for h in history), default=math.inf)
+    reference, what = (earlier, f"the lowest earlier loss {earlier:.3g}") if earlier < chance else \
+        (chance, f"chance level ln {classes} = {chance:.3g}")
+    if loss >= BLOWUP * reference:
+        return (f"the training loss is {loss:.3g} at epoch {epoch}, {loss / reference:.2g} times {what}: training "
+                "is diverging; lower --lr or --clip-grad")
+    return None
+
+
+def _diverged(error: _Diverged, epoch: int, lr: float, best_epoch: int, best_accuracy: float,
+              checkpoint: str | Path | None) -> TrainingDiverged:
+    if best_epoch and checkpoint is not None:
+        kept = f"the last good checkpoint (epoch {best_epoch}, validation accuracy {best_accuracy:.3f}) is kept in " \
+               f"{checkpoint}"
+    elif best_epoch:
+        kept = f"the model holds the last good weights (epoch {best_epoch})"
+    else:
+        kept = "no epoch finished, so no checkpoint was written"
+    return TrainingDiverged(f"training diverged at epoch {epoch}: {error}; {kept}; lower --lr (now {lr:g}) or "
+                            "--clip-grad")
 
 
 def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: DataLoader,
@@ -219,7 +288,9 @@ def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: Dat
 
     ``history`` has one entry per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
     ``val_accuracy``, ``val_loss``, ``lr``. With ``checkpoint``, the best model is written there
-    atomically each time it improves (see :mod:`snn.checkpoint`).
+    atomically each time it improves (see :mod:`snn.checkpoint`). A non-finite loss or gradient
+    raises :class:`TrainingDiverged` (the model and the checkpoint keep the best epoch so far);
+    a diverging loss or a validation accuracy at chance ends in ``warnings``.
     """
     config = config or FitConfig()
     if len(train_loader) == 0:
@@ -232,6 +303,7 @@ def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: Dat
     generator = torch.Generator().manual_seed(config.seed)
 
     history: list[dict[str, float]] = []
+    warnings: list[str] = []
     best_accuracy, best_loss, best_epoch, best_state = -1.0, math.inf, 0, None
     stopped_early = False
     start = time.perf_counter()
@@ -239,10 +311,17 @@ def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: Dat
     bar = tqdm(range(1, config.epochs + 1), desc="training", unit="epoch", disable=disable, leave=False)
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_accuracy = _train_epoch(model, task, train_loader, optimizer, scheduler, config,
-                                                  device, generator)
-        if not math.isfinite(train_loss):
-            raise SpikeforgeError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr")
+        try:
+            train_loss, train_accuracy, classes = _train_epoch(model, task, train_loader, optimizer, scheduler,
+                                                               config, device, generator)
+        except _Diverged as error:
+            bar.close()
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            raise _diverged(error, epoch, lr, best_epoch, best_accuracy, checkpoint) from None
+        warning = loss_warning(epoch, train_loss, history, classes)
+        if warning and not warnings:
+            warnings.append(warning)
         val_accuracy, val_loss = evaluate_with_loss(model, task, val_loader, device)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                         "val_accuracy": val_accuracy, "val_loss": val_loss, "lr": lr})
@@ -260,5 +339,10 @@ def fit(model: Sequential, task: Task, train_loader: DataLoader, val_loader: Dat
     seconds = time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)
+    chance = chance_accuracy(val_loader)
+    if best_accuracy <= chance + CHANCE_MARGIN:
+        warnings.append(f"the best validation accuracy {best_accuracy:.3f} is at chance (the most frequent class "
+                        f"is {chance:.3f} of the validation set): the network learned nothing; check --lr, "
+                        "--epochs and the data")
     return FitResult(history, best_epoch, best_accuracy, seconds, stopped_early,
-                     None if checkpoint is None else Path(checkpoint), device.type)
+                     None if checkpoint is None else Path(checkpoint), device.type, warnings=warnings)
