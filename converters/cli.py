@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from snn.app.options import add_data_options, add_json_flag, sample_options
+from snn.app.options import add_data_options, add_json_flag, positive_int, sample_options
 
 VERB_HELP = "convert a trained ANN into a spiking network"
 # converters.pipeline.DEFAULT_TIMESTEPS as the option's text (tests/test_cli_startup.py checks they agree)
@@ -22,7 +22,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from converters.pipeline import parse_timesteps, run_conversion
     return run_conversion(args.ann, args.weights, args.out, args.dataset, parse_timesteps(args.timesteps),
                           args.percentile, not args.layerwise, args.data_dir, args.device, args.seed,
-                          data_options=sample_options(args))
+                          data_options=sample_options(args), calibration_samples=args.calibration_samples,
+                          test_samples=args.test_samples)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -34,6 +35,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="comma-separated T values to evaluate (one simulation of the largest)")
     parser.add_argument("--percentile", type=float, default=99.9, help="activation percentile for thresholds")
     parser.add_argument("--layerwise", action="store_true", help="one threshold per layer (default: per channel)")
+    parser.add_argument("--calibration-samples", type=positive_int, default=None, metavar="N",
+                        help="training samples that calibrate the thresholds (default: all; e.g. 5000 on CIFAR)")
+    parser.add_argument("--test-samples", type=positive_int, default=None, metavar="N",
+                        help="test samples for the accuracy curve (default: all)")
     parser.add_argument("--out", required=True, help="output folder (snn.pt, plot, convert.json)")
     add_json_flag(parser)
     parser.set_defaults(run=_run)

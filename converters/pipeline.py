@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,6 +21,7 @@ from converters.storage import save_converted
 from snn import data
 from snn.errors import SpikeforgeError
 from snn.fileio import atomic_path, write_json
+from snn.splits import split_record
 from snn.training import resolve_device, seed_everything
 from snn.validation import check_timesteps
 
@@ -36,6 +38,15 @@ def parse_timesteps(text: str) -> list[int]:
     if not steps:
         raise SpikeforgeError("--timesteps is empty; give e.g. 1,2,4,8")
     return sorted({check_timesteps(t) for t in steps})
+
+
+def limit_samples(split: data.DatasetSplit, calibration: int | None, test: int | None) -> data.DatasetSplit:
+    """``split`` with its first ``calibration`` training and first ``test`` test samples (``None``: all)."""
+    for name, value in (("--calibration-samples", calibration), ("--test-samples", test)):
+        if value is not None and value < 1:
+            raise SpikeforgeError(f"{name} must be at least 1, got {value}")
+    return dataclasses.replace(split, x_train=split.x_train[:calibration], y_train=split.y_train[:calibration],
+                               x_test=split.x_test[:test], y_test=split.y_test[:test])
 
 
 def loaders(split: data.DatasetSplit, batch_size: int = 256) -> tuple[DataLoader, DataLoader]:
@@ -65,27 +76,36 @@ def conversion_curve(model: nn.Module, split: data.DatasetSplit, timesteps: Sequ
 
 def run_conversion(ann: str, weights: str | Path | None, out_dir: str | Path, dataset: str = "digits",
                    timesteps: Sequence[int] = DEFAULT_TIMESTEPS, percentile: float = 99.9, channelwise: bool = True,
-                   data_dir: str | None = None, device: str | None = None, seed: int = 0,
-                   data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                   data_dir: str | None = None, device: str | None = None, seed: int | None = None,
+                   data_options: dict[str, Any] | None = None, calibration_samples: int | None = None,
+                   test_samples: int | None = None) -> dict[str, Any]:
     """Convert ``ann`` (factory name) with ``weights``; write ``snn.pt``, the plot and ``convert.json``.
 
     ``data_options`` are further keyword arguments of :func:`snn.data.load_dataset` (``image_size``, ...).
+    ``calibration_samples`` and ``test_samples`` keep the first so many training (threshold
+    calibration) and test samples (default: all). The split (dataset, seed, sizes) is stored in
+    ``snn.pt`` so that every later verb tests on the same split.
     """
     target = resolve_device(device)
-    split = data.load_dataset(dataset, data_dir, seed=seed, **(data_options or {}))
+    seed = 0 if seed is None else seed
+    split = limit_samples(data.load_dataset(dataset, data_dir, seed=seed, **(data_options or {})),
+                          calibration_samples, test_samples)
     model = build_ann(ann, weights)
     check_fits(model, split, ann)
     _, test = loaders(split)
     reference = ann_accuracy(model, test, target)
     snn_model, curve = conversion_curve(model, split, timesteps, percentile, channelwise, target)
     out = Path(out_dir)
+    record = split_record(dataset, seed, len(split.y_train), len(split.y_test),
+                          time_bins=(data_options or {}).get("time_bins"), calibration_samples=len(split.y_train))
     meta = {"dataset": dataset, "ann": ann, "ann_accuracy": reference, "percentile": percentile,
-            "channelwise": channelwise, "snn_accuracy": {str(t): a for t, a in curve.items()}}
+            "channelwise": channelwise, "snn_accuracy": {str(t): a for t, a in curve.items()}, "split": record}
     snn_path = save_converted(out / "snn.pt", snn_model.cpu(), max(curve), meta)
     plot = plot_accuracy_vs_timesteps({"SNN": curve}, out / "accuracy_vs_timesteps.png", reference)
     results = {"ann_accuracy": reference, "snn_accuracy": {str(t): a for t, a in curve.items()},
                "snn_path": str(snn_path), "plot": str(plot), "dataset": dataset, "ann": ann,
-               "percentile": percentile, "channelwise": channelwise, "device": target.type}
+               "percentile": percentile, "channelwise": channelwise, "device": target.type,
+               "calibration_samples": len(split.y_train), "test_samples": len(split.y_test), "split": record}
     write_json(out / "convert.json", results)
     return results
 

@@ -25,11 +25,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from snn.cifar import CIFAR_DATASETS, load_cifar
-from snn.errors import SpikeforgeError
+from snn.errors import SpikeforgeError, warn
 from snn.event_data import DEFAULT_TIME_BINS, EVENT_DATASETS, load_event_dataset
 from snn.image_folder import DEFAULT_IMAGE_SIZE, load_image_folder
 from snn.names import DATASETS
-from snn.splits import MAX_IN_MEMORY_GIB, DatasetSplit
+from snn.splits import MAX_IN_MEMORY_GIB, DatasetSplit, SplitChoice, resolve_split
 
 IDX_DATASETS = ("mnist", "fashion-mnist")
 IDX_FILES = {
@@ -242,6 +242,26 @@ def time_bins_for(name: str, time_bins: int | None, encoder: str, timesteps: int
     if time_bins is None and encoder == "frames" and name in EVENT_DATASETS:
         return timesteps
     return time_bins
+
+
+def load_model_split(meta: dict, source: str, dataset: str, data_dir: str | os.PathLike | None, seed: int | None,
+                     encoder: str, timesteps: int, *, time_bins: int | None = None, downsample: int = 1,
+                     image_size: int = DEFAULT_IMAGE_SIZE) -> tuple[DatasetSplit, SplitChoice]:
+    """The split on which a verb reports a model's test figure: the one its checkpoint ``meta`` records.
+
+    :func:`snn.splits.resolve_split` picks the seed (``seed=None``: the model's; another seed of a
+    split the seed draws is refused) and warns (on stderr) when ``dataset`` is not the model's. An
+    event dataset is binned to ``time_bins`` if given, else to the bins the model was trained on,
+    else one frame per step for the ``frames`` encoder (:func:`time_bins_for`).
+    """
+    choice = resolve_split(meta, source, dataset, seed)
+    for message in choice.warnings:
+        warn(message)
+    bins = time_bins if time_bins is not None else (choice.time_bins if dataset in EVENT_DATASETS else None)
+    split = load_dataset(dataset, data_dir, seed=choice.seed,
+                         time_bins=time_bins_for(dataset, bins, encoder, timesteps), downsample=downsample,
+                         image_size=image_size)
+    return split, choice
 
 
 def check_input_shape(expected: Sequence[int] | None, split: DatasetSplit,

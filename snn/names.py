@@ -15,3 +15,5 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefol
 ARCHITECTURES = ("mlp", "cnn", "rnn", "vgg", "resnet")
 ENCODERS = ("direct", "rate", "rows", "frames")
 NEURON_FLAGS = ("if", "lif", "cuba", "alif")
+
+MAX_TIMESTEPS = 10_000  # simulation steps per sample any verb accepts (snn.resources bounds the memory too)

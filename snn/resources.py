@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 MAX_EPOCHS = 100_000  # far above any useful run; a larger count is a typo, and would run for ever
-MAX_TIMESTEPS = 10_000  # simulation steps per sample
 BPTT_FACTOR = 1.5  # measured: digits CNN 1.1x, MLP 1.45x the outputs (neuron state, surrogate inputs kept too)
 INFERENCE_FACTOR = 2.0  # a layer's input and output are alive together
 FLOAT32_BYTES = 4
@@ -154,8 +153,8 @@ def check_fits(model: "nn.Module", step_shape: Sequence[int], timesteps: int, ba
     need = estimate_bytes(activations_per_step(model, step_shape), timesteps, batch, training=True)
     memory, where = device_memory(device)
     if memory is not None and need > memory:
-        raise SpikeforgeError(f"{what} needs about {gib(need):.1f} GiB for T={timesteps}, batch {batch} "
-                              f"({where} {gib(memory):.1f} GiB); lower {lower}")
+        raise SpikeforgeError(f"{what} needs about {gib(need):.3g} GiB for T={timesteps}, batch {batch} "
+                              f"({where} {gib(memory):.3g} GiB); lower {lower}")
     return need
 
 
@@ -169,6 +168,6 @@ def inference_batch(model: "nn.Module", step_shape: Sequence[int], timesteps: in
     if memory is None:
         return batch
     if per_sample > memory:
-        raise SpikeforgeError(f"{what} needs about {gib(per_sample):.1f} GiB per sample at T={timesteps} "
-                              f"({where} {gib(memory):.1f} GiB); lower {lower}")
+        raise SpikeforgeError(f"{what} needs about {gib(per_sample):.3g} GiB per sample at T={timesteps} "
+                              f"({where} {gib(memory):.3g} GiB); lower {lower}")
     return max(1, min(batch, int(memory // 2 // max(per_sample, 1))))

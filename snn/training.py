@@ -39,7 +39,7 @@ from snn.errors import SpikeforgeError
 from snn.network import Sequential
 from snn.neurons import Integrator
 from snn.resources import MAX_EPOCHS, check_bound
-from snn.validation import check_timesteps
+from snn.validation import NonFiniteError, check_timesteps
 
 ENCODERS = ("direct", "rate", "rows", "frames")
 READOUTS = ("membrane_mean", "membrane_max", "membrane_last", "count")
@@ -122,11 +122,22 @@ class Task:
 
 
 def load_trained(path: str | Path) -> tuple[Sequential, Task]:
-    """The network (in eval mode) and task of a checkpoint written by ``snn train``."""
+    """The network (in eval mode) and task of a checkpoint written by ``snn train`` or ``snn convert``."""
+    model, task, _ = load_trained_with_meta(path)
+    return model, task
+
+
+def load_trained_with_meta(path: str | Path) -> tuple[Sequential, Task, dict[str, Any]]:
+    """:func:`load_trained` plus the checkpoint's ``meta`` (its data split: :func:`snn.splits.model_split`)."""
     checkpoint = load_checkpoint(path)
     if "timesteps" not in checkpoint.task:
         raise SpikeforgeError(f"checkpoint {path} has no task settings (timesteps); re-create it with 'snn train'")
-    return checkpoint.model.eval(), Task(**checkpoint.task)
+    try:
+        task = Task(**checkpoint.task)
+    except TypeError as error:
+        raise SpikeforgeError(f"checkpoint {path} has malformed task settings ({error}); re-create it with "
+                              "'snn train'") from error
+    return checkpoint.model.eval(), task, checkpoint.meta
 
 
 @dataclass
@@ -214,8 +225,8 @@ def evaluate_with_loss(model: nn.Module, task: Task, loader: DataLoader,
 class _Diverged(Exception):
     """A non-finite loss or gradient norm inside an epoch (``fit`` turns it into :class:`TrainingDiverged`)."""
 
-    def __init__(self, batch: int, what: str, value: float) -> None:
-        super().__init__(f"the {what} is {value} at batch {batch}")
+    def __init__(self, batch: int, finding: str) -> None:
+        super().__init__(f"{finding} at batch {batch}")
 
 
 def _train_epoch(model: nn.Module, task: Task, loader: DataLoader, optimizer: torch.optim.Optimizer,
@@ -228,17 +239,22 @@ def _train_epoch(model: nn.Module, task: Task, loader: DataLoader, optimizer: to
     classes = 0
     for batch, (x, y) in enumerate(loader, start=1):
         x, y = x.to(device), y.to(device)
-        out = model(task.encode(x, generator if device.type == "cpu" else None))
+        try:
+            out = model(task.encode(x, generator if device.type == "cpu" else None))
+        except NonFiniteError as error:
+            if not torch.isfinite(x).all():
+                raise  # the data itself is bad: the neurons' message says so
+            raise _Diverged(batch, f"the {str(error).split(';')[0]}") from None
         classes = int(out.shape[-1])
         loss = task.loss(out, y)
         if not torch.isfinite(loss.detach()):
-            raise _Diverged(batch, "loss", float(loss))
+            raise _Diverged(batch, f"the loss is {float(loss)}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip_grad_norm is not None:
             norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             if not torch.isfinite(norm):
-                raise _Diverged(batch, "gradient norm", float(norm))
+                raise _Diverged(batch, f"the gradient norm is {float(norm)}")
         optimizer.step()
         scheduler.step()
         loss_sum += loss.item() * y.numel()

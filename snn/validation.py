@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from snn.errors import SpikeforgeError
+from snn.names import MAX_TIMESTEPS
 
 
 def check_timesteps(timesteps: int) -> int:
@@ -17,12 +18,19 @@ def check_timesteps(timesteps: int) -> int:
         raise SpikeforgeError(f"timesteps must be an integer, got {timesteps!r}")
     if timesteps < 1:
         raise SpikeforgeError(f"timesteps must be at least 1, got {timesteps}; a spiking network needs T >= 1 steps")
+    if timesteps > MAX_TIMESTEPS:
+        raise SpikeforgeError(f"timesteps {timesteps:,} is above the limit of {MAX_TIMESTEPS:,} steps per sample; "
+                              "lower --timesteps")
     return timesteps
 
 
 DATA_FIX = "clean or clip the data before simulating"
 NEURON_INPUT_FIX = ("clean or clip the network input, or find the layer before this one that overflows "
                     "(diverging weights: lower the learning rate)")
+
+
+class NonFiniteError(SpikeforgeError):
+    """A tensor a check needs finite holds NaN or infinity (training tells diverged weights from bad data by it)."""
 
 
 def check_finite(x: torch.Tensor, name: str = "input", fix: str = DATA_FIX) -> torch.Tensor:
@@ -34,7 +42,7 @@ def check_finite(x: torch.Tensor, name: str = "input", fix: str = DATA_FIX) -> t
     """
     if x.is_floating_point() and x.numel() and not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         bad = "NaN" if torch.isnan(x).any() else "infinity"
-        raise SpikeforgeError(f"{name} contains {bad}; {fix}")
+        raise NonFiniteError(f"{name} contains {bad}; {fix}")
     return x
 
 

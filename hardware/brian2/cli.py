@@ -15,6 +15,8 @@ from typing import Any
 
 from snn.app.options import add_data_options, add_json_flag, positive_int
 from snn.fileio import write_json
+from snn.names import MAX_TIMESTEPS
+from snn.resources import bounded_int
 
 VERB_HELP = "run a trained network on torch or Brian2 (and compare)"
 # The parser's copies of hardware.brian2.simulate.BACKENDS and hardware.brian2.targets.TARGETS, which
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("simulate", help=VERB_HELP)
     parser.add_argument("--model", required=True, help="checkpoint written by 'snn train' or 'snn convert'")
     parser.add_argument("--backend", default="brian2", choices=BACKENDS)
-    parser.add_argument("--timesteps", type=positive_int, default=None,
+    parser.add_argument("--timesteps", type=bounded_int(1, MAX_TIMESTEPS), default=None,
                         help="steps per sample (default: the checkpoint's; a converted network runs at any T)")
     add_data_options(parser, device=False, seed_help="data split and rate-encoder seed", dataset_help=None)
     parser.add_argument("--samples", type=positive_int, default=20, help="test samples to simulate")

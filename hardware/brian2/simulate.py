@@ -22,7 +22,7 @@ from hardware.graph import network_graph
 from snn import data
 from snn.errors import SpikeforgeError
 from snn.losses import predict
-from snn.training import Task, load_trained
+from snn.training import Task, load_trained_with_meta
 
 BACKENDS = ("torch", "brian2")
 
@@ -57,20 +57,25 @@ def agreement(reference, other) -> dict[str, Any]:
 
 
 def simulate(model_path: str, backend: str = "brian2", dataset: str = "digits", samples: int = 20,
-             compare: bool = False, target: str = "numpy", batch: int | None = None, seed: int = 0,
+             compare: bool = False, target: str = "numpy", batch: int | None = None, seed: int | None = None,
              data_dir: str | None = None, timesteps: int | None = None) -> dict[str, Any]:
     """Simulate ``samples`` test samples of ``dataset`` with the checkpoint at ``model_path``.
 
-    ``timesteps`` overrides the checkpoint's T (a converted network runs at any T).
+    ``timesteps`` overrides the checkpoint's T (a converted network runs at any T). The samples come
+    from the test split the model was trained with (:func:`snn.data.load_model_split`; ``seed=None``:
+    the model's seed).
     """
     if backend not in BACKENDS:
         raise SpikeforgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
-    model, task = load_trained(model_path)
+    model, task, meta = load_trained_with_meta(model_path)
+    trained_steps = task.timesteps
     if timesteps is not None:
         task = dataclasses.replace(task, timesteps=timesteps)
-    split = data.load_dataset(dataset, data_dir, seed=seed)
+    split, choice = data.load_model_split(meta, f"checkpoint {model_path}", dataset, data_dir, seed, task.encoder,
+                                          trained_steps)
+    seed = choice.seed
     data.check_input_shape(model.input_shape, split, task.step_shape(split.input_shape))
     x, y = split.x_test[:samples], split.y_test[:samples]
     inputs = task.encode(x.double(), torch.Generator().manual_seed(seed)).contiguous().numpy()
@@ -88,7 +93,8 @@ def simulate(model_path: str, backend: str = "brian2", dataset: str = "digits", 
         "backend": backend, "dataset": dataset, "samples": int(len(y)), "timesteps": task.timesteps,
         "encoder": task.encoder, "accuracy": float((prediction == y.numpy()).mean()),
         "spike_counts": counts, "spikes_per_sample": {k: v / len(y) for k, v in counts.items()},
-        "wall_seconds": wall, "model": str(model_path),
+        "wall_seconds": wall, "model": str(model_path), "split": {"dataset": dataset, "seed": seed},
+        "warnings": list(choice.warnings),
     }
     if backend == "brian2":
         out.update({"target": target, "synapses": result.synapses, "batch": result.batch,

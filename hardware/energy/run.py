@@ -39,7 +39,7 @@ from hardware.energy.report import (
     ratio,
 )
 from snn import data
-from snn.checkpoint import load_checkpoint
+from snn.checkpoint import Checkpoint, load_checkpoint
 from snn.errors import SpikeforgeError
 from snn.fileio import write_json
 from snn.training import Task
@@ -55,7 +55,12 @@ def load_snn(path: str | Path) -> tuple[nn.Module, Callable[[torch.Tensor, int],
                                         Callable[[torch.Tensor], torch.Tensor], int]:
     """(model, encode(x, T), predict(output), default T) of a checkpoint (``snn train``'s model.pt or
     ``snn convert``'s snn.pt: the same format)."""
-    checkpoint = load_checkpoint(path)
+    return snn_parts(load_checkpoint(path))
+
+
+def snn_parts(checkpoint: Checkpoint) -> tuple[nn.Module, Callable[[torch.Tensor, int], torch.Tensor],
+                                               Callable[[torch.Tensor], torch.Tensor], int]:
+    """:func:`load_snn` of a checkpoint already read."""
     task = checkpoint.task
     steps = int(task.get("timesteps", 8))
     encoder, readout = task.get("encoder", "direct"), task.get("readout", "membrane_mean")
@@ -100,7 +105,7 @@ def _profile_block(snn: tuple[NetworkCounts, Estimate], ann: tuple[NetworkCounts
 def run_energy(snn_path: str | Path, ann: str | None = None, weights: str | Path | None = None,
                dataset: str = "digits", timesteps: Sequence[int] | None = None, profiles: str = "loihi,cmos45",
                samples: int | None = None, out_dir: str | Path | None = None, data_dir: str | None = None,
-               seed: int = 0, strict: bool = False, fallback: str | None = None,
+               seed: int | None = None, strict: bool = False, fallback: str | None = None,
                ann_profile: str = "cmos45", price_at: int | str | None = None) -> dict[str, Any]:
     """The job behind ``snn energy``; returns the JSON (and writes it and the plots under ``out_dir``).
 
@@ -113,10 +118,12 @@ def run_energy(snn_path: str | Path, ann: str | None = None, weights: str | Path
     spare = get_profile(fallback) if fallback else None
     if ann is None and weights is not None:
         raise SpikeforgeError("--weights needs --ann package.module:factory (the ANN they belong to)")
-    split = data.load_dataset(dataset, data_dir, seed=seed)
+    checkpoint = load_checkpoint(snn_path)
+    model, encode, predict, default_steps = snn_parts(checkpoint)
+    split, _ = data.load_model_split(checkpoint.meta, f"checkpoint {snn_path}", dataset, data_dir, seed,
+                                     checkpoint.task.get("encoder", "direct"), default_steps)
     count = len(split.x_test) if samples is None else min(samples, len(split.x_test))
     x, y = split.x_test[:count], split.y_test[:count]
-    model, encode, predict, default_steps = load_snn(snn_path)
     steps_list = sorted(set(timesteps)) if timesteps else [default_steps]
     curves: dict[int, tuple[NetworkCounts, float]] = {}
     for steps in steps_list:

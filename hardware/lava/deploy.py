@@ -61,7 +61,7 @@ from hardware.lava.placement import place, traffic
 from snn import data
 from snn.errors import SpikeforgeError
 from snn.neurons import NeuronLayer
-from snn.training import load_trained
+from snn.training import load_trained_with_meta
 
 NEURON_MODELS = {
     "zero": "Lava's LIF (PyLifModelBitAcc; Loihi 2's zero reset)",
@@ -80,7 +80,7 @@ def with_loihi_reset(model: nn.Module) -> nn.Module:
 
 
 def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, data_dir: str | None = None,
-           seed: int = 0, cfg: str = "sim", timeout: float = 600.0, device: str | None = None,
+           seed: int | None = None, cfg: str = "sim", timeout: float = 600.0, device: str | None = None,
            timesteps: int | None = None, reset: str = "zero") -> dict[str, Any]:
     """Compile, run in Lava and in the emulator, and compare; see the module docstring for the keys.
 
@@ -89,14 +89,17 @@ def deploy(model_path: str | Path, dataset: str = "digits", samples: int = 20, d
     """
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
-    model, task = load_trained(model_path)
+    model, task, meta = load_trained_with_meta(model_path)
+    trained_steps = task.timesteps
     if timesteps is not None:
         task = dataclasses.replace(task, timesteps=timesteps)
     net = compile_network(model, reset=reset)
     # --- core placement (hardware.lava.placement): refused here, before anything runs, when it cannot fit ---
     placement = place(net)
     # --- end core placement ---
-    split = data.load_dataset(dataset, data_dir, seed=seed)
+    split, choice = data.load_model_split(meta, f"checkpoint {model_path}", dataset, data_dir, seed, task.encoder,
+                                          trained_steps)
+    seed = choice.seed
     data.check_input_shape(net.input_shape, split, task.step_shape(split.input_shape))
     x, y = split.x_test[:samples], split.y_test[:samples]
     encoded = task.encode(x, torch.Generator().manual_seed(seed))

@@ -28,7 +28,7 @@ from hardware.lava.sdn_emulate import emulate_sigma_delta, message_counts
 from snn import data
 from snn.errors import SpikeforgeError
 from snn.graph_network import INPUT
-from snn.training import load_trained
+from snn.training import load_trained_with_meta
 
 CALIBRATION_SAMPLES = 256
 NEURON_MODEL = ("Lava's SigmaDelta (PySigmaDeltaModelFixed; RELU, the readout UNIT) fed by Dense / Conv with graded "
@@ -43,15 +43,17 @@ def stream_frames(x: torch.Tensor, timesteps: int, tail: int) -> torch.Tensor:
 
 
 def deploy_sigma_delta(model_path: str | Path, dataset: str = "digits", samples: int = 20,
-                       data_dir: str | None = None, seed: int = 0, cfg: str = "sim", timeout: float = 600.0,
+                       data_dir: str | None = None, seed: int | None = None, cfg: str = "sim", timeout: float = 600.0,
                        device: str | None = None, timesteps: int | None = None,
                        message_bits: int = 16) -> dict[str, Any]:
     """Compile, run in Lava and in the emulator, and compare; see the module docstring for the keys."""
     if samples < 1:
         raise SpikeforgeError(f"samples must be at least 1, got {samples}")
     steps_per_sample = 1 if timesteps is None else int(timesteps)
-    model, task = load_trained(model_path)
-    split = data.load_dataset(dataset, data_dir, seed=seed)
+    model, task, meta = load_trained_with_meta(model_path)
+    split, choice = data.load_model_split(meta, f"checkpoint {model_path}", dataset, data_dir, seed, task.encoder,
+                                          task.timesteps)
+    seed = choice.seed
     net = compile_sigma_delta(model, split.x_train[:CALIBRATION_SAMPLES], message_bits=message_bits)
     data.check_input_shape(net.input_shape, split, task.step_shape(split.input_shape))
     x, y = split.x_test[:samples], split.y_test[:samples]

@@ -6,6 +6,7 @@ every file is written atomically.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ from sklearn.model_selection import train_test_split
 from snn import data, plots
 from snn.app.distributed import DistContext, group_size, run_data_parallel
 from snn.checkpoint import load_checkpoint, save_checkpoint
-from snn.errors import SpikeforgeError
+from snn.errors import SpikeforgeError, warn
 from snn.fileio import write_json
 from snn.models import build_model
-from snn.training import FitConfig, Task, evaluate, fit, load_trained, resolve_device, seed_everything
+from snn.resources import check_fits, inference_batch
+from snn.splits import resolve_split, split_record
+from snn.training import FitConfig, Task, evaluate, fit, load_trained_with_meta, resolve_device, seed_everything
 from snn.validation import check_timesteps
 
 
@@ -34,7 +37,7 @@ class TrainSettings:
     epochs: int = 30
     batch_size: int = 32
     lr: float | None = None  # None: LR, or FINE_TUNE_LR when starting from ``init``
-    seed: int = 0
+    seed: int | None = None  # None: 0, or when fine-tuning (``init``) the seed of the starting network's split
     patience: int | None = None
     device: str | None = None
     encoder: str = "direct"
@@ -46,6 +49,7 @@ class TrainSettings:
     time_bins: int | None = None  # event datasets: frames per recording (None: T with the frames encoder)
     downsample: int = 1  # event datasets: the sensor's sides divided by this
     image_size: int = data.DEFAULT_IMAGE_SIZE  # imagefolder: the centre crop's side
+    clip_grad: float = 1.0  # gradients' total L2 norm clipped to this (0: no clipping)
 
 
 LR = 2e-3
@@ -56,8 +60,22 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     """Stratified split of the training set into (train, validation) for model selection."""
     if not 0 < fraction < 1:
         raise SpikeforgeError(f"validation fraction must lie in (0, 1), got {fraction}")
+    counts = torch.bincount(y.reshape(-1).long()) if len(y) else torch.zeros(0, dtype=torch.long)
+    present = counts[counts > 0]
+    n_val = math.ceil(fraction * len(y))
+    if len(y) == 0 or int(present.min()) < 2 or n_val < len(present) or len(y) - n_val < len(present):
+        fewest = f", the rarest class has {int(present.min())}" if len(present) else ""
+        raise SpikeforgeError(f"the training set has {len(y)} samples over {len(present)} classes{fewest}: too few "
+                              f"for a stratified validation split of {fraction:g} (it needs at least 2 samples per "
+                              f"class and {len(present)} on each side); give a training set of at least "
+                              f"{max(2 * len(present), math.ceil(len(present) / min(fraction, 1 - fraction)))} "
+                              "samples")
     index = torch.arange(len(y)).numpy()
-    train_idx, val_idx = train_test_split(index, test_size=fraction, stratify=y.numpy(), random_state=seed)
+    try:
+        train_idx, val_idx = train_test_split(index, test_size=fraction, stratify=y.numpy(), random_state=seed)
+    except ValueError as error:
+        raise SpikeforgeError(f"cannot hold out a stratified validation split of {fraction:g} from {len(y)} "
+                              f"training samples ({error}); give more training samples") from error
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
 
 
@@ -85,25 +103,32 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
         return run_data_parallel(train_classifier, (settings, str(out_dir)), processes, settings.device)
     if distributed is not None:
         settings = replace(settings, device=str(distributed.device))
+    if settings.seed is None:
+        settings = replace(settings, seed=_default_seed(settings))
     lr = settings.lr if settings.lr is not None else (FINE_TUNE_LR if settings.init else LR)
     config = FitConfig(epochs=settings.epochs, lr=lr, seed=settings.seed, patience=settings.patience,
-                       device=settings.device, progress=settings.progress)
+                       device=settings.device, progress=settings.progress,
+                       clip_grad_norm=settings.clip_grad if settings.clip_grad else None)
     target = resolve_device(settings.device)
-    split = data.load_dataset(settings.dataset, settings.data_dir, seed=settings.seed,
-                              time_bins=data.time_bins_for(settings.dataset, settings.time_bins, settings.encoder,
-                                                           settings.timesteps),
+    time_bins = data.time_bins_for(settings.dataset, settings.time_bins, settings.encoder, settings.timesteps)
+    split = data.load_dataset(settings.dataset, settings.data_dir, seed=settings.seed, time_bins=time_bins,
                               downsample=settings.downsample, image_size=settings.image_size)
     seed_everything(settings.seed)
     model, task = _starting_point(settings, split)
+    check_fits(model, task.step_shape(split.input_shape), settings.timesteps, settings.batch_size, target,
+               lower="--timesteps or --batch-size")
     (x_train, y_train), (x_val, y_val) = holdout(split.x_train, split.y_train, settings.val_fraction, settings.seed)
-    test_loader = data.tensor_loader(split.x_test, split.y_test, 256, seed=settings.seed)
+    test_batch = inference_batch(model, task.step_shape(split.input_shape), settings.timesteps, 256, target)
+    test_loader = data.tensor_loader(split.x_test, split.y_test, test_batch, seed=settings.seed)
     before = evaluate(model, task, test_loader, target) if settings.init else None
 
     out = Path(out_dir)
     checkpoint = out / "model.pt"
-    meta = {"settings": asdict(settings), "dataset": settings.dataset}
+    meta = {"settings": asdict(settings), "dataset": settings.dataset,
+            "split": split_record(settings.dataset, settings.seed, len(split.y_train), len(split.y_test),
+                                  settings.val_fraction, time_bins)}
     train_loader = data.tensor_loader(x_train, y_train, settings.batch_size, shuffle=True, seed=settings.seed)
-    val_loader = data.tensor_loader(x_val, y_val, 256, seed=settings.seed)
+    val_loader = data.tensor_loader(x_val, y_val, test_batch, seed=settings.seed)
     if distributed is None:
         result = fit(model, task, train_loader, val_loader, config, checkpoint, meta)
     else:  # every rank sees the same validation accuracy, so all stop at the same epoch
@@ -124,13 +149,23 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
         "checkpoint": str(checkpoint), "training_curves": str(curves), "device": result.device,
         "dataset": settings.dataset, "arch": settings.arch, "neuron": settings.neuron,
         "train_samples": len(y_train), "val_samples": len(y_val), "test_samples": len(split.y_test),
-        "lr": lr, "history": result.history,
+        "lr": lr, "history": result.history, "split": meta["split"], "warnings": list(result.warnings),
     }
+    for message in result.warnings:
+        warn(message)
     if settings.init:
         results.update({"init": settings.init, "test_accuracy_before": before, "arch": "init", "neuron": "init",
                         "readout": task.readout, "encoder": task.encoder})
     write_json(out / "train.json", results)
     return results
+
+
+def _default_seed(settings: TrainSettings) -> int:
+    """0, or the seed of the split the network of ``settings.init`` was trained on (its test set stays unseen)."""
+    if not settings.init:
+        return 0
+    return resolve_split(load_checkpoint(settings.init).meta, f"checkpoint {settings.init}", settings.dataset,
+                         None).seed
 
 
 def _starting_point(settings: TrainSettings, split: data.DatasetSplit):
@@ -149,17 +184,21 @@ def _starting_point(settings: TrainSettings, split: data.DatasetSplit):
 
 
 def evaluate_checkpoint(path: str | Path, dataset: str = "digits", data_dir: str | None = None,
-                        device: str | None = None, seed: int = 0, time_bins: int | None = None, downsample: int = 1,
-                        image_size: int = data.DEFAULT_IMAGE_SIZE) -> dict[str, Any]:
-    """Test accuracy of a saved model on ``dataset``'s test split (an event dataset read by the
-    ``frames`` encoder is binned to the checkpoint's T unless ``time_bins`` says otherwise)."""
-    model, task = load_trained(path)
-    split = data.load_dataset(dataset, data_dir, seed=seed,
-                              time_bins=data.time_bins_for(dataset, time_bins, task.encoder, task.timesteps),
-                              downsample=downsample, image_size=image_size)
+                        device: str | None = None, seed: int | None = None, time_bins: int | None = None,
+                        downsample: int = 1, image_size: int = data.DEFAULT_IMAGE_SIZE) -> dict[str, Any]:
+    """Test accuracy of a saved model on the test split it was trained with (:func:`snn.data.load_model_split`:
+    ``seed=None`` is the model's seed; an event dataset is binned as the model was trained, or to
+    ``time_bins``)."""
+    model, task, meta = load_trained_with_meta(path)
+    split, choice = data.load_model_split(meta, f"checkpoint {path}", dataset, data_dir, seed, task.encoder,
+                                          task.timesteps, time_bins=time_bins, downsample=downsample,
+                                          image_size=image_size)
     data.check_input_shape(model.input_shape, split, task.step_shape(split.input_shape))
     target = resolve_device(device)
     model.to(target)
-    accuracy = evaluate(model, task, data.tensor_loader(split.x_test, split.y_test, 256, seed=seed), target)
+    batch = inference_batch(model, task.step_shape(split.input_shape), task.timesteps, 256, target)
+    accuracy = evaluate(model, task, data.tensor_loader(split.x_test, split.y_test, batch, seed=choice.seed), target)
     return {"test_accuracy": accuracy, "timesteps": task.timesteps, "dataset": dataset,
-            "samples": len(split.y_test), "checkpoint": str(path)}
+            "samples": len(split.y_test), "checkpoint": str(path),
+            "split": {"dataset": dataset, "seed": choice.seed, "model_split": choice.record},
+            "warnings": list(choice.warnings)}
