@@ -33,11 +33,21 @@ def import_factory(reference: str) -> Callable[[], nn.Module]:
     except ImportError as error:
         raise SpikeforgeError(f"cannot import module {module_name!r} for --ann {reference} ({error}); "
                               "run from the folder that contains it or install it") from error
+    except Exception as error:  # noqa: BLE001 - the user's module can fail anywhere at import (SyntaxError too)
+        raise _user_code_error(reference, error) from error
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise SpikeforgeError(f"module {module_name!r} has no callable {attribute!r}; name a function or class "
                               "that builds the ANN")
     return factory
+
+
+def _user_code_error(reference: str, error: BaseException) -> SpikeforgeError:
+    """The one-line error for an exception raised by the user's own factory code (kind ``user-code``)."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    return SpikeforgeError(f"the ANN factory {reference} raised {type(error).__name__}: {first}; fix the "
+                           "factory", kind="user-code")
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -56,7 +66,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def build_ann(reference: str, weights: str | Path | None = None) -> nn.Module:
     """Build the ANN from its factory and load ``weights`` into it (strictly)."""
-    model = import_factory(reference)()
+    factory = import_factory(reference)
+    try:
+        model = factory()
+    except (SpikeforgeError, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's factory can raise anything
+        raise _user_code_error(reference, error) from error
     if not isinstance(model, nn.Module):
         raise SpikeforgeError(f"{reference} returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:

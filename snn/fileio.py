@@ -2,7 +2,8 @@
 
 Writes go to a temporary file beside the target, then a rename: an interrupted or failed
 write never leaves a half-written artifact at ``path`` (``os.replace`` is atomic on POSIX
-and Windows when both names are on one filesystem).
+and Windows when both names are on one filesystem). The artifact gets the mode a plain
+``open(path, "w")`` would give it (``0666`` less the umask), not the temporary file's ``0600``.
 
 This module imports torch only inside :func:`load_torch_file`, so the command line can use
 the writers without paying for torch.
@@ -20,6 +21,19 @@ from typing import Any, Iterator
 from snn.errors import SpikeforgeError
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (``Umask:`` of ``/proc/self/status``) where the system
+    has it, else set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path; on success it is renamed to ``path``, on error removed."""
@@ -29,6 +43,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        with contextlib.suppress(FileNotFoundError):  # the writer may have replaced or not created the file
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would survive the rename
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

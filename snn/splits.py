@@ -90,6 +90,10 @@ def model_split(meta: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 10**6
+
+
 @dataclass(frozen=True)
 class SplitChoice:
     """The split a verb tests on: ``dataset``, ``seed``, the model's ``time_bins`` (event data) and ``warnings``."""
@@ -114,6 +118,10 @@ def resolve_split(meta: Mapping[str, Any], source: str, dataset: str, seed: int 
     if record is None:
         return SplitChoice(dataset, 0 if seed is None else seed)
     own, own_seed = record["dataset"], record.get("seed", 0)
+    if not isinstance(own, str) or isinstance(own_seed, bool) or not isinstance(own_seed, int) \
+            or not 0 <= own_seed < 2**32 or ("time_bins" in record and not _positive_int(record["time_bins"])):
+        raise SpikeforgeError(f"{source} records a malformed data split (dataset {own!r}, seed {own_seed!r}); "
+                              "re-create it with 'snn train' or 'snn convert'")
     if dataset != own:
         warning = (f"{source} was trained on {own}, not {dataset}: the figure is not its test accuracy; "
                    f"pass --dataset {own} for that")

@@ -89,3 +89,22 @@ def test_library_bounds() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="at most 5"):
         parse("6")
     assert torch.zeros(1).numel() == 1
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_a_tiny_idx_training_set_is_one_error_not_a_scikit_learn_traceback(tmp_path, capsys, count) -> None:
+    import numpy as np
+
+    from snn.data import IDX_FILES
+    from snn.dataset_files import write_idx
+
+    rng = np.random.default_rng(0)
+    arrays = {"train_images": rng.integers(0, 255, (count, 28, 28), dtype=np.uint8),
+              "train_labels": np.arange(count, dtype=np.uint8) % 10,
+              "test_images": rng.integers(0, 255, (4, 28, 28), dtype=np.uint8),
+              "test_labels": np.arange(4, dtype=np.uint8)}
+    for key, name in IDX_FILES.items():
+        write_idx(tmp_path / name, arrays[key])
+    err = one_error_line(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--arch", "mlp",
+                         "--epochs", "1", "--out", str(tmp_path / "o"))
+    assert err.count("\n") == 1 and "ValueError" not in err and ("training set" in err or "no" in err)

@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from snn.app.options import add_data_options, add_json_flag, positive_int
+from snn.app.options import add_data_options, add_json_flag, positive_int, positive_seconds
 from snn.errors import SpikeforgeError
 from snn.fileio import write_json
+from snn.names import MAX_TIMESTEPS
+from snn.resources import bounded_int
 
 VERB_HELP = "deploy a trained network to Loihi 2 through Lava and compare"
 BACKENDS = ("lava",)
@@ -46,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("deploy", help=VERB_HELP)
     parser.add_argument("--model", required=True, help="checkpoint written by 'snn train' or 'snn convert'")
     parser.add_argument("--backend", default="lava", choices=BACKENDS)
-    parser.add_argument("--timesteps", type=positive_int, default=None,
+    parser.add_argument("--timesteps", type=bounded_int(1, MAX_TIMESTEPS), default=None,
                         help="steps per sample (default: the checkpoint's; a converted network runs at any T)")
     add_data_options(parser, device=False, dataset_help=None)
     parser.add_argument("--samples", type=positive_int, default=20, help="test samples to run")
@@ -60,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sigma-delta: bits of a graded spike's payload (16: lava-dl's default)")
     parser.add_argument("--cfg", default="sim", choices=("sim", "hw"),
                         help="sim: Loihi2SimCfg fixed_pt on CPU; hw: Loihi2HwCfg (needs lava-loihi)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before the Lava run is stopped")
+    parser.add_argument("--timeout", type=positive_seconds, default=600.0,
+                        help="seconds before the Lava run is stopped (above 0, at most a week)")
     add_json_flag(parser)
     parser.set_defaults(run=_cmd_deploy)
 

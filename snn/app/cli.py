@@ -1,8 +1,11 @@
 """The ``snn`` command line.
 
 ``snn <verb> [options] [--json]``. With ``--json`` the verb prints exactly one JSON object
-on stdout; progress and logs go to stderr. Exit status 0 on success; bad input prints one
-line ``snn: error: <cause and fix>`` on stderr and exits with status 2.
+on stdout; progress and logs go to stderr. Exit status 0 on success. Every failure prints one
+line ``snn: error: <cause and fix>`` on stderr (with ``--json`` also the one object
+``{"error": ..., "kind": ...}`` on stdout) and exits with status 2 (70 for an internal error,
+130 when interrupted): :func:`main`. A verb's ``--out`` folder is checked, locked and written
+as a set by :mod:`snn.app.out_folder`.
 
 The core verbs live here. Packages that build on ``snn`` (``converters``, ``hardware``)
 add verbs through the entry-point group ``spikeforge.verbs``: each entry point names a
@@ -23,17 +26,51 @@ import argparse
 import ast
 import importlib.util
 import json
+import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-from snn.app.options import add_data_options, add_json_flag, positive_int, sample_options
-from snn.errors import SpikeforgeError
-from snn.names import ARCHITECTURES, ENCODERS, NEURON_FLAGS
+from snn.app.options import add_data_options, add_json_flag, device_name, positive_int, sample_options
+from snn.app.out_folder import check_out_file, run_in
+from snn.errors import SpikeforgeError, one_line
+from snn.names import ARCHITECTURES, ENCODERS, MAX_TIMESTEPS, NEURON_FLAGS
+from snn.resources import MAX_EPOCHS, bounded_int
 
 VERB_GROUP = "spikeforge.verbs"
 HELP_CONSTANT = "VERB_HELP"
+EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 70, 130  # 70: EX_SOFTWARE; 130: 128 + SIGINT
+# What each verb's --out is: a folder main() holds for the run (snn.app.out_folder), or a file it checks first.
+# A plugin can declare its own with set_defaults(out_kind="folder" | "file").
+OUT_KINDS = {"train": "folder", "demo": "folder", "convert": "folder", "energy": "folder", "nir": "file"}
+NIR_OUT_FILES = {"export": ("NIR file", "net.nir"), "import": ("checkpoint", "model.pt")}
+DEBUG_VARIABLE = "SPIKEFORGE_DEBUG"
+OUT_OF_MEMORY = ("the run ran out of memory; lower --batch-size, --timesteps or --samples (or use a machine with "
+                 "more memory)")
+
+
+def report_error(message: str, kind: str, as_json: bool, prefix: str = "snn: error: ") -> None:
+    """The error contract: one line ``<prefix><message>`` on stderr and, with ``--json``, exactly one object
+    ``{"error": message, "kind": kind}`` on stdout."""
+    message = one_line(message)
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
+    if as_json:
+        print(json.dumps({"error": message, "kind": kind}), flush=True)
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors follow the error contract: one line ``snn <verb>: error: ...`` on stderr
+    (the usage block folded into a pointer to ``--help``), the ``{"error", "kind": "usage"}`` object on stdout
+    when the command line has ``--json``, exit status 2. Sub-parsers are made of the same class
+    (``add_subparsers`` uses ``type(parent)``); :func:`build_parser` makes a subclass whose ``json_errors``
+    says whether the command line has ``--json``."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        report_error(f"{message}; see '{self.prog} --help'", "usage", self.json_errors, prefix=f"{self.prog}: error: ")
+        self.exit(EXIT_ERROR)
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,15 +90,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
-    """With ``--json`` the whole results object; without, a short table of each stage's headline figures on stdout
-    (and nothing else: the printed result is empty)."""
-    from snn.app.demo import run_demo, summary_table
-    results = run_demo(args.out, epochs=args.epochs, timesteps=args.timesteps, device=args.device,
-                       samples=args.samples)
-    if args.json:
-        return results
+    """The whole results object: with ``--json`` printed as it is; without, :func:`_show_demo` prints a short table
+    of each stage's headline figures on stdout (and nothing else)."""
+    from snn.app.demo import run_demo
+    return run_demo(args.out, epochs=args.epochs, timesteps=args.timesteps, device=args.device,
+                    samples=args.samples)
+
+
+def _show_demo(results: dict[str, Any]) -> None:
+    """The demo's human output, printed once its files are in --out (so the table names the final paths)."""
+    from snn.app.demo import summary_table
     print(summary_table(results))
-    return {}
 
 
 def _add_train(verbs: argparse._SubParsersAction) -> None:
@@ -69,14 +108,17 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     add_data_options(train, sample_options=True)
     train.add_argument("--arch", default="cnn", choices=ARCHITECTURES)
     train.add_argument("--neuron", default="lif", choices=list(NEURON_FLAGS))
-    train.add_argument("--timesteps", type=positive_int, default=8, help="simulation steps T per sample")
-    train.add_argument("--epochs", type=positive_int, default=30)
+    train.add_argument("--timesteps", type=bounded_int(1, MAX_TIMESTEPS), default=8,
+                       help="simulation steps T per sample")
+    train.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS), default=30)
     train.add_argument("--batch-size", type=positive_int, default=32)
     train.add_argument("--lr", type=float, default=None,
                        help="learning rate (default 2e-3; 1e-4 when fine-tuning with --init)")
     train.add_argument("--init", default=None, metavar="CHECKPOINT",
                        help="start from this network (snn train's model.pt or snn convert's snn.pt) and fine-tune "
                             "it with surrogate gradients at --timesteps")
+    train.add_argument("--clip-grad", type=float, default=1.0, metavar="NORM",
+                       help="clip the gradients' total L2 norm to this (default 1; 0: no clipping)")
     train.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience in epochs")
     train.add_argument("--encoder", default="direct", choices=ENCODERS,
                        help="direct (current), rate (Bernoulli spikes), rows (an image's rows as a sequence; "
@@ -99,13 +141,15 @@ def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
 def _add_demo(verbs: argparse._SubParsersAction) -> None:
     demo = verbs.add_parser("demo", help="the main job: train and report on digits")
     demo.add_argument("--out", required=True, help="output folder for report.md, results.json and plots")
-    demo.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: demo's)")
-    demo.add_argument("--timesteps", type=positive_int, default=None, help="T (default: demo's)")
-    demo.add_argument("--device", default=None)
+    demo.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS), default=None,
+                      help="training epochs (default: demo's)")
+    demo.add_argument("--timesteps", type=bounded_int(1, MAX_TIMESTEPS), default=None, help="T (default: demo's)")
+    demo.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps (default: cuda "
+                      "when available)")
     demo.add_argument("--samples", type=positive_int, default=None,
                       help="test samples for the Lava, Brian2 and energy stages (default: 100, 200, all)")
     add_json_flag(demo)
-    demo.set_defaults(run=_cmd_demo)
+    demo.set_defaults(run=_cmd_demo, show_result=_show_demo)
 
 
 def _module_source(module: str) -> Path | None:
@@ -162,7 +206,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     Without ``argv`` every plugin is imported and registered. With ``argv``, only the plugin
     whose verb ``argv`` names is; the others are listed by name and ``VERB_HELP`` alone.
     """
-    parser = argparse.ArgumentParser(prog="snn", description="spikeforge: spiking neural networks")
+    parser_class = type("CommandLineParser", (CommandLineParser,),
+                        {"json_errors": argv is not None and "--json" in argv})
+    parser = parser_class(prog="snn", description="spikeforge: spiking neural networks")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_train(verbs)
     _add_evaluate(verbs)
@@ -186,21 +232,92 @@ def _print_human(result: dict[str, Any]) -> None:
         print(f"{key}: {value}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the verb ``args`` names, its ``--out`` checked first (a folder held for the run: :func:`run_in`)."""
     command: Callable[[argparse.Namespace], dict[str, Any]] = args.run
+    _check_device(getattr(args, "device", None))
+    out = getattr(args, "out", None)
+    out_kind = getattr(args, "out_kind", None) or OUT_KINDS.get(args.verb)
+    if out is None or out_kind not in ("folder", "file"):
+        return command(args)
+    if out_kind == "file":
+        what, example = NIR_OUT_FILES.get(getattr(args, "nir_action", None), ("file", "out.bin"))
+        check_out_file(out, what, example)
+        return command(args)
+
+    def work(staging: Path) -> dict[str, Any]:
+        args.out = str(staging)
+        return command(args)
+
+    return run_in(out, work)
+
+
+def _check_device(name: str | None) -> None:
+    """A ``--device`` (already a valid name: :func:`snn.app.options.device_name`) that this machine lacks is an
+    error before any work (torch is imported only when a device other than the CPU is named)."""
+    if name is None or name == "cpu":
+        return
+    import torch
+
+    kind, _, index = name.partition(":")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise SpikeforgeError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise SpikeforgeError(f"device {name!r} requested but this machine has {count} CUDA device(s), cuda:0 "
+                                  f"to cuda:{count - 1}; name one of them or use --device cpu")
+    elif kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SpikeforgeError(f"device {name!r} requested but MPS (Apple's GPU) is not available; use "
+                                  "--device cpu")
+
+
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``snn ...``: the exit status. Every failure is one line on stderr (and, with ``--json``, one
+    ``{"error", "kind"}`` object on stdout): 2 for bad input or a run that cannot go on (argparse errors
+    included), 130 when interrupted, 70 for an internal error (a bug; ``SPIKEFORGE_DEBUG=1`` re-raises it
+    with its traceback instead)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv
     try:
-        result = command(args)
+        args = build_parser(argv).parse_args(argv)
+        result = _run(args)
+        if getattr(args, "json", False):
+            text = json.dumps(result, sort_keys=True)
+            print(text)
+        elif getattr(args, "show_result", None) is not None:
+            args.show_result(result)
+        else:
+            _print_human(result)
     except SpikeforgeError as error:
-        print(f"snn: error: {error}", file=sys.stderr)
-        return 2
+        report_error(str(error), error.kind, as_json)
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("snn: interrupted", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(result, sort_keys=True))
-    else:
-        _print_human(result)
+        report_error("interrupted", "interrupted", as_json, prefix="snn: ")
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        if _debugging():
+            raise
+        report_error(OUT_OF_MEMORY, "resource", as_json)
+        return EXIT_ERROR
+    except Exception as error:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if _debugging():
+            raise
+        if type(error).__name__ == "OutOfMemoryError":  # torch.cuda's (a RuntimeError), named without torch
+            report_error(OUT_OF_MEMORY, "resource", as_json)
+            return EXIT_ERROR
+        report_error(f"{type(error).__name__}: {_first_line(error)}; this is a bug, please report it "
+                     f"({DEBUG_VARIABLE}=1 shows the traceback)", "internal", as_json, prefix="snn: internal error: ")
+        return EXIT_INTERNAL
     return 0

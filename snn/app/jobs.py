@@ -63,7 +63,9 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     counts = torch.bincount(y.reshape(-1).long()) if len(y) else torch.zeros(0, dtype=torch.long)
     present = counts[counts > 0]
     n_val = math.ceil(fraction * len(y))
-    if len(y) == 0 or int(present.min()) < 2 or n_val < len(present) or len(y) - n_val < len(present):
+    if len(y) == 0:
+        raise SpikeforgeError("the training set is empty; give the dataset's training files with their samples")
+    if int(present.min()) < 2 or n_val < len(present) or len(y) - n_val < len(present):
         fewest = f", the rarest class has {int(present.min())}" if len(present) else ""
         raise SpikeforgeError(f"the training set has {len(y)} samples over {len(present)} classes{fewest}: too few "
                               f"for a stratified validation split of {fraction:g} (it needs at least 2 samples per "

@@ -23,6 +23,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+DEVICE_CHOICES = "cpu, cuda, cuda:N (e.g. cuda:0) or mps"
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: a longer limit is a typo (and inf, nan are no limit at all)
+
+
+def device_name(text: str) -> str:
+    """argparse type: a torch device name, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether the device is
+    present is checked when the verb runs: :func:`snn.training.resolve_device`)."""
+    name = text.strip().lower()
+    kind, _, index = name.partition(":")
+    if name in ("cpu", "cuda", "mps") or (kind == "cuda" and index.isdigit()):
+        return name
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; choose {DEVICE_CHOICES}")
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds, > 0 and at most :data:`MAX_SECONDS` (a week)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_SECONDS:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {MAX_SECONDS:.0f} "
+                                         f"(a week), got {text!r}")
+    return value
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     """``--json``: the verb prints exactly one JSON object on stdout."""
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -44,8 +70,11 @@ def add_data_options(parser: argparse.ArgumentParser, device: bool = True, seed_
     parser.add_argument("--dataset", default="digits", choices=DATASETS, help=dataset_help)
     parser.add_argument("--data-dir", default=None, help="folder with the dataset's standard files")
     if device:
-        parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+        parser.add_argument("--device", type=device_name, default=None,
+                            help="cpu, cuda, cuda:N or mps (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=seed_help or "seed of the data split and the run (default: the model's own split for "
+                                          "a verb that reads a model, else 0)")
     if sample_options:
         parser.add_argument("--time-bins", type=positive_int, default=None,
                             help="event datasets: frames per recording (default: --timesteps with --encoder "
