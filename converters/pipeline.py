@@ -21,6 +21,7 @@ from converters.storage import save_converted
 from snn import data
 from snn.errors import SpikeforgeError
 from snn.fileio import atomic_path, write_json
+from snn.names import MAX_TIMESTEPS
 from snn.splits import split_record
 from snn.training import resolve_device, seed_everything
 from snn.validation import check_timesteps
@@ -37,6 +38,9 @@ def parse_timesteps(text: str) -> list[int]:
                               "e.g. 1,2,4,8") from None
     if not steps:
         raise SpikeforgeError("--timesteps is empty; give e.g. 1,2,4,8")
+    if max(steps) > MAX_TIMESTEPS:
+        raise SpikeforgeError(f"--timesteps {max(steps):,} is above the limit of {MAX_TIMESTEPS:,} steps per "
+                              "sample; lower --timesteps")
     return sorted({check_timesteps(t) for t in steps})
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from snn.errors import SpikeforgeError
-from snn.names import MAX_TIMESTEPS
 
 
 def check_timesteps(timesteps: int) -> int:
@@ -18,9 +17,6 @@ def check_timesteps(timesteps: int) -> int:
         raise SpikeforgeError(f"timesteps must be an integer, got {timesteps!r}")
     if timesteps < 1:
         raise SpikeforgeError(f"timesteps must be at least 1, got {timesteps}; a spiking network needs T >= 1 steps")
-    if timesteps > MAX_TIMESTEPS:
-        raise SpikeforgeError(f"timesteps {timesteps:,} is above the limit of {MAX_TIMESTEPS:,} steps per sample; "
-                              "lower --timesteps")
     return timesteps
 
 
