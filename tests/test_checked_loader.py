@@ -223,6 +223,7 @@ MORE_TAMPERED: dict[str, tuple[Callable[[dict], None], str]] = {
     "text_timesteps": (lambda p: p["task"].__setitem__("timesteps", "4"), r"task field 'timesteps'"),
     # refused before this loader too; kept
     "nan_beta": (lambda p: _set(p, 2, "beta", float("nan")), r"layer 2 \(LIF\) field 'beta': is nan.*finite"),
+    "nan_theta": (lambda p: _set(p, 2, "theta", float("nan")), r"layer 2 \(LIF\) field 'theta': is nan.*finite"),
     "unknown_layer_type": (lambda p: _set(p, 4, "type", "GELU"), r"layer 4: has unknown layer type 'GELU'"),
     "old_converted_format": (lambda p: (p.clear(), p.update({"format": "spikeforge.converted", "ann": "os:system"})),
                              r"bad.pt is a converted SNN of spikeforge's first format .* os:system"),
