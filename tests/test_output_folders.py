@@ -22,6 +22,7 @@ import pytest
 from snn.app import cli
 from snn.app.cli import main
 from snn.app.out_folder import LOCK_NAME, OutFolder
+from snn.checkpoint import load_checkpoint
 from snn.errors import SpikeforgeError
 from snn.fileio import write_json, write_text
 from snn.training import TrainingDiverged
@@ -243,3 +244,34 @@ def test_a_real_training_run_lands_in_the_final_folder(tmp_path, capsys) -> None
     assert stat.S_IMODE((out / "model.pt").stat().st_mode) == 0o644
     assert main(["evaluate", "--model", result["checkpoint"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test_accuracy"] == result["test_accuracy"]
+
+
+def test_two_concurrent_trainings_into_one_folder_the_second_fails_at_once(tmp_path) -> None:
+    """Two real ``snn train`` processes: the second fails while the first still runs; the folder ends
+    with the first run's model, curves and train.json, which agree with each other."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "snn", "train", "--dataset", "digits", "--arch", "mlp", "--timesteps", "2",
+               "--out", str(out), "--json"]
+    first = subprocess.Popen([*command, "--epochs", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # until the first run holds the folder (its start-up imports torch)
+            if (out / LOCK_NAME).exists() or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        second = subprocess.run([*command, "--epochs", "1", "--seed", "3"], capture_output=True, text=True,
+                                timeout=120)
+        assert first.poll() is None, "the first run ended before the second was refused; the test proves nothing"
+        assert second.returncode == 2 and json.loads(second.stdout)["kind"] == "busy"
+        assert f"pid {first.pid}" in second.stderr
+        stdout, stderr = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr
+    result = json.loads(stdout)
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt", "train.json", "training_curves.png"]
+    written = json.loads((out / "train.json").read_text())
+    meta = load_checkpoint(out / "model.pt").meta
+    assert written["checkpoint"] == result["checkpoint"] == str(out / "model.pt")
+    assert written["epochs"] == meta["settings"]["epochs"] == 4
+    assert meta["split"]["seed"] == written["split"]["seed"] == 0
