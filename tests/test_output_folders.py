@@ -275,3 +275,11 @@ def test_two_concurrent_trainings_into_one_folder_the_second_fails_at_once(tmp_p
     assert written["checkpoint"] == result["checkpoint"] == str(out / "model.pt")
     assert written["epochs"] == meta["settings"]["epochs"] == 4
     assert meta["split"]["seed"] == written["split"]["seed"] == 0
+
+
+@pytest.mark.skipif(not Path("/proc/sys").is_dir(), reason="needs Linux's /proc (read-only even for root)")
+def test_a_read_only_out_fails_before_any_work_even_for_root(capsys) -> None:
+    code = main(["train", "--dataset", "digits", "--out", "/proc/sys/spikeforge-out", "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("\n") == 1 and "cannot be created" in captured.err
+    assert json.loads(captured.out)["kind"] == "input"
