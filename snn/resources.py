@@ -147,10 +147,11 @@ def device_memory(device: "torch.device | str | None" = None) -> tuple[int | Non
 
 def check_fits(model: "nn.Module", step_shape: Sequence[int], timesteps: int, batch: int,
                device: "torch.device | str | None" = None, what: str = "training",
-               lower: str = "--timesteps or --batch-size") -> int:
+               lower: str = "--timesteps or --batch-size", activations: Activations | None = None) -> int:
     """Raise unless training ``model`` at ``timesteps`` on batches of ``batch`` fits the device's memory;
-    return the estimate in bytes."""
-    need = estimate_bytes(activations_per_step(model, step_shape), timesteps, batch, training=True)
+    return the estimate in bytes (``activations``: the counts of :func:`activations_per_step`, if known)."""
+    activations = activations or activations_per_step(model, step_shape)
+    need = estimate_bytes(activations, timesteps, batch, training=True)
     memory, where = device_memory(device)
     if memory is not None and need > memory:
         raise SpikeforgeError(f"{what} needs about {gib(need):.3g} GiB for T={timesteps}, batch {batch} "
@@ -160,10 +161,11 @@ def check_fits(model: "nn.Module", step_shape: Sequence[int], timesteps: int, ba
 
 def inference_batch(model: "nn.Module", step_shape: Sequence[int], timesteps: int, batch: int,
                     device: "torch.device | str | None" = None, what: str = "evaluation",
-                    lower: str = "--timesteps") -> int:
+                    lower: str = "--timesteps", activations: Activations | None = None) -> int:
     """The largest batch ``<= batch`` whose inference at ``timesteps`` fits the device's memory (half of it:
     the data and the network live there too); raise when not even one sample fits."""
-    per_sample = estimate_bytes(activations_per_step(model, step_shape), timesteps, 1, training=False)
+    activations = activations or activations_per_step(model, step_shape)
+    per_sample = estimate_bytes(activations, timesteps, 1, training=False)
     memory, where = device_memory(device)
     if memory is None:
         return batch

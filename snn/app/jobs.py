@@ -20,7 +20,7 @@ from snn.checkpoint import load_checkpoint, save_checkpoint
 from snn.errors import SpikeforgeError, warn
 from snn.fileio import write_json
 from snn.models import build_model
-from snn.resources import check_fits, inference_batch
+from snn.resources import activations_per_step, check_fits, inference_batch
 from snn.splits import resolve_split, split_record
 from snn.training import FitConfig, Task, evaluate, fit, load_trained_with_meta, resolve_device, seed_everything
 from snn.validation import check_timesteps
@@ -117,10 +117,11 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
                               downsample=settings.downsample, image_size=settings.image_size)
     seed_everything(settings.seed)
     model, task = _starting_point(settings, split)
-    check_fits(model, task.step_shape(split.input_shape), settings.timesteps, settings.batch_size, target,
-               lower="--timesteps or --batch-size")
+    step = task.step_shape(split.input_shape)
+    counts = activations_per_step(model, step)  # one run of the network serves both estimates
+    check_fits(model, step, settings.timesteps, settings.batch_size, target, activations=counts)
     (x_train, y_train), (x_val, y_val) = holdout(split.x_train, split.y_train, settings.val_fraction, settings.seed)
-    test_batch = inference_batch(model, task.step_shape(split.input_shape), settings.timesteps, 256, target)
+    test_batch = inference_batch(model, step, settings.timesteps, 256, target, activations=counts)
     test_loader = data.tensor_loader(split.x_test, split.y_test, test_batch, seed=settings.seed)
     before = evaluate(model, task, test_loader, target) if settings.init else None
 
