@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from snn import data, plots
 from snn.app.distributed import DistContext, group_size, run_data_parallel
-from snn.checkpoint import load_checkpoint, save_checkpoint
+from snn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from snn.errors import SpikeforgeError, warn
 from snn.fileio import write_json
 from snn.models import build_model
@@ -105,8 +105,9 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
         return run_data_parallel(train_classifier, (settings, str(out_dir)), processes, settings.device)
     if distributed is not None:
         settings = replace(settings, device=str(distributed.device))
+    start = load_checkpoint(settings.init) if settings.init else None  # read (and checked) once
     if settings.seed is None:
-        settings = replace(settings, seed=_default_seed(settings))
+        settings = replace(settings, seed=_default_seed(settings, start))
     lr = settings.lr if settings.lr is not None else (FINE_TUNE_LR if settings.init else LR)
     config = FitConfig(epochs=settings.epochs, lr=lr, seed=settings.seed, patience=settings.patience,
                        device=settings.device, progress=settings.progress,
@@ -116,7 +117,7 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
     split = data.load_dataset(settings.dataset, settings.data_dir, seed=settings.seed, time_bins=time_bins,
                               downsample=settings.downsample, image_size=settings.image_size)
     seed_everything(settings.seed)
-    model, task = _starting_point(settings, split)
+    model, task = _starting_point(settings, split, start)
     step = task.step_shape(split.input_shape)
     counts = activations_per_step(model, step)  # one run of the network serves both estimates
     check_fits(model, step, settings.timesteps, settings.batch_size, target, activations=counts)
@@ -163,23 +164,22 @@ def train_classifier(settings: TrainSettings, out_dir: str | Path,
     return results
 
 
-def _default_seed(settings: TrainSettings) -> int:
-    """0, or the seed of the split the network of ``settings.init`` was trained on (its test set stays unseen)."""
-    if not settings.init:
+def _default_seed(settings: TrainSettings, start: Checkpoint | None) -> int:
+    """0, or the seed of the split the network of ``settings.init`` (read as ``start``) was trained on (its test
+    set stays unseen)."""
+    if start is None:
         return 0
-    return resolve_split(load_checkpoint(settings.init).meta, f"checkpoint {settings.init}", settings.dataset,
-                         None).seed
+    return resolve_split(start.meta, f"checkpoint {settings.init}", settings.dataset, None).seed
 
 
-def _starting_point(settings: TrainSettings, split: data.DatasetSplit):
+def _starting_point(settings: TrainSettings, split: data.DatasetSplit, start: Checkpoint | None):
     """``(model, task)``: a fresh ``settings.arch`` network, or the network of ``settings.init`` (any
     spikeforge checkpoint, a converted network included) read with its own encoder and readout at
     ``settings.timesteps``."""
-    if not settings.init:
+    if start is None:
         step = Task(settings.timesteps, settings.encoder).step_shape(split.input_shape)
         model = build_model(settings.arch, step, split.num_classes, settings.neuron)
         return model, Task.for_model(model, settings.timesteps, settings.encoder)
-    start = load_checkpoint(settings.init)
     task = Task(settings.timesteps, start.task.get("encoder", settings.encoder),
                 start.task.get("readout") or Task.for_model(start.model, settings.timesteps).readout)
     data.check_input_shape(start.model.input_shape, split, task.step_shape(split.input_shape))
