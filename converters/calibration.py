@@ -10,10 +10,10 @@ clamp) never gets a threshold above it; a QCFS activation uses its learned clip 
 from __future__ import annotations
 
 import math
+import operator
 
-import numpy as np
 import torch
-from torch import fx
+from torch import fx, nn
 from torch.utils.data import DataLoader
 
 from converters.tracing import ActivationSite, activation_sites
@@ -47,6 +47,49 @@ def _sample_columns(values: torch.Tensor, limit: int, generator: torch.Generator
     return values.reshape(rows, n // run, run)[:, picks].reshape(rows, -1)
 
 
+# Nodes whose output is a fresh tensor (not a view of another one): an activation that is their only reader
+# may clamp it in place during calibration, saving one activation-sized allocation per layer.
+_FRESH_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+                  nn.AdaptiveAvgPool2d)
+_FRESH_FUNCTIONS = {operator.add, torch.add, torch.cat, torch.concat}
+
+
+def _sites_that_may_overwrite(gm: fx.GraphModule, sites: dict[str, ActivationSite]) -> list[ActivationSite]:
+    """The sites whose input is a fresh tensor that no other node reads (so clamping it in place is safe)."""
+    safe = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or node.target not in sites or sites[node.target].qcfs is not None:
+            continue
+        source = node.args[0] if node.args else None
+        if not isinstance(source, fx.Node) or len(source.users) != 1:
+            continue
+        fresh = (source.op == "call_module" and isinstance(gm.get_submodule(source.target), _FRESH_MODULES)) \
+            or (source.op == "call_function" and source.target in _FRESH_FUNCTIONS)
+        if fresh:
+            safe.append(sites[node.target])
+    return safe
+
+
+def rows_percentile(values: torch.Tensor, percentile: float) -> torch.Tensor:
+    """The ``percentile``-th percentile of each row of ``values [R, N]``, linearly interpolated between
+    the two nearest ranks as numpy's default method does: at position ``p = q (N - 1)`` (0-based, in
+    ascending order) ``v[floor p] + (v[floor p + 1] - v[floor p]) * frac(p)``. Only the ``N - floor p``
+    largest values of a row decide it, so a top-k finds them, far cheaper than sorting or partitioning
+    the whole row when the percentile is high."""
+    n = values.shape[1]
+    position = percentile / 100 * (n - 1)
+    low = min(math.floor(position), n - 1)
+    k = n - low  # ranks low .. n-1: the k largest
+    if 2 * k <= n:
+        top = values.topk(min(k + 1, n), dim=1).values  # descending: top[:, k - 1] is v[low]
+        below, above = top[:, k - 1], top[:, k - 2] if k >= 2 else top[:, k - 1]
+    else:
+        below = values.kthvalue(low + 1, dim=1).values
+        above = values.kthvalue(min(low + 2, n), dim=1).values
+    below, above = below.double(), above.double()
+    return (below + (above - below) * (position - low)).float()
+
+
 @torch.no_grad()
 def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: float = 99.9,
                           channelwise: bool = False, max_batches: int | None = None,
@@ -57,7 +100,7 @@ def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: fl
     sites = activation_sites(gm)
     if not sites:
         raise SpikeforgeError("the model has no ReLU-like activation to convert into spiking neurons")
-    collected: dict[str, list[np.ndarray]] = {name: [] for name in sites}
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in sites}
     generator = torch.Generator().manual_seed(0)
 
     def recorder(name: str):
@@ -67,14 +110,16 @@ def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: fl
             limit = MAX_VALUES_PER_BATCH // values.shape[0]
             if values.shape[1] > limit:
                 values = _sample_columns(values, limit, generator)
-            collected[name].append(values.numpy().copy() if values.data_ptr() == output.data_ptr()
-                                   else values.numpy())
+            collected[name].append(values.clone() if values.data_ptr() == output.data_ptr() else values)
         return hook
 
     handles = [site.register_forward_hook(recorder(name)) for name, site in sites.items()
                if site.qcfs is None]
+    overwriting = _sites_that_may_overwrite(gm, sites)
     gm.eval().to(device)
     try:
+        for site in overwriting:
+            site.overwrite_input = True
         batches = 0
         for batch in loader:
             gm(_inputs(batch).to(device))
@@ -84,6 +129,8 @@ def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: fl
     finally:
         for handle in handles:
             handle.remove()
+        for site in overwriting:
+            site.overwrite_input = False
     if batches == 0:
         raise SpikeforgeError("calibration loader is empty; give it a few batches of training data")
 
@@ -92,8 +139,7 @@ def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: fl
         if site.qcfs is not None:
             thresholds[name] = site.qcfs.lam.detach().abs().float().cpu().reshape(())
             continue
-        values = np.concatenate(collected[name], axis=1)
-        scale = torch.from_numpy(np.percentile(values, percentile, axis=1).astype(np.float32))
+        scale = rows_percentile(torch.cat(collected[name], dim=1), percentile)
         if site.upper is not None:
             scale = scale.clamp(max=site.upper)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a silent unit: any threshold works

@@ -30,16 +30,22 @@ from snn.errors import SpikeforgeError
 
 
 class ActivationSite(nn.Module):
-    """A ReLU-like activation ``clamp(x, 0, upper)`` (or a QCFS) marked for conversion."""
+    """A ReLU-like activation ``clamp(x, 0, upper)`` (or a QCFS) marked for conversion.
+
+    ``overwrite_input`` (set only by calibration, for an input no other node reads) clamps in place.
+    """
 
     def __init__(self, upper: float | None = None, qcfs: QCFS | None = None) -> None:
         super().__init__()
         self.upper = upper
         self.qcfs = qcfs
+        self.overwrite_input = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.qcfs is not None:
             return self.qcfs(x)
+        if self.overwrite_input:
+            return x.clamp_(min=0, max=self.upper)
         return torch.clamp(x, min=0, max=self.upper)
 
 

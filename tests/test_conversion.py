@@ -77,6 +77,57 @@ def test_spiking_max_pool_follows_the_highest_rate() -> None:
     assert abs(out.mean().item() - spikes[:, 0, 0, 0, 1].mean().item()) < 0.03
 
 
+class _ReadTwice(nn.Module):
+    """``relu(relu(h) + h)``: the first activation's input is read again after it (not to be clamped in
+    place during calibration); the second's is a fresh sum nobody else reads (clamped in place)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(torch.relu(torch.relu(h) + h).flatten(1))
+
+
+@pytest.mark.parametrize("channelwise", [False, True])
+def test_calibration_thresholds_are_numpy_percentiles_of_the_activations(channelwise: bool) -> None:
+    from converters.calibration import _sites_that_may_overwrite, activation_thresholds
+    from converters.tracing import activation_sites
+
+    torch.manual_seed(0)
+    model, x = _ReadTwice().eval(), torch.randn(40, 1, 8, 8)
+    data = loader(x, batch_size=16)
+    gm = normalize(copy.deepcopy(model))
+    sites = activation_sites(gm)
+    assert [name for name, site in sites.items() if site in _sites_that_may_overwrite(gm, sites)] == ["act_1"]
+    thresholds = activation_thresholds(gm, data, percentile=99.0, channelwise=channelwise)
+
+    with torch.no_grad():
+        first = torch.relu(model.conv(x))
+        second = torch.relu(first + model.conv(x))
+    for name, values in [("act_0", first), ("act_1", second)]:
+        rows = values.transpose(0, 1).reshape(4, -1) if channelwise else values.reshape(1, -1)
+        expected = np.percentile(rows.numpy(), 99.0, axis=1)
+        assert np.allclose(thresholds[name].numpy(), expected.reshape(thresholds[name].shape), rtol=1e-5)
+    assert not any(site.overwrite_input for site in sites.values())
+    with torch.no_grad():  # the graph (and its input) are as before: in place only while calibrating
+        assert torch.allclose(gm(x), model(x), atol=1e-6)
+
+
+def test_rows_percentile_is_numpys_linear_percentile() -> None:
+    from converters.calibration import rows_percentile
+
+    generator = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 1000, 4099):
+        values = torch.rand(3, n, generator=generator)
+        values[:, : n // 3] = 0  # ties, as ReLU outputs have
+        for q in (0.5, 50, 99.9, 100):
+            assert np.allclose(rows_percentile(values, q).numpy(), np.percentile(values.numpy(), q, axis=1),
+                               rtol=1e-6, atol=1e-7), (n, q)
+
+
 def test_normal_form_equals_the_ann() -> None:
     torch.manual_seed(0)
     ann = cifar_resnet().eval()
@@ -153,7 +204,7 @@ def test_one_pass_evaluation_matches_separate_runs(digits, trained_cnn) -> None:
 
 
 def test_digits_cnn_keeps_its_accuracy(digits, trained_cnn) -> None:
-    _, train, calibration, test = digits
+    split, _, calibration, test = digits
     ann, reference = trained_cnn
     assert reference > 0.98
     curve = accuracy_by_timesteps(convert(ann, calibration), test, [16, 32])
@@ -161,7 +212,9 @@ def test_digits_cnn_keeps_its_accuracy(digits, trained_cnn) -> None:
     assert curve[32] >= reference - 0.005
 
     qcfs = swap_relu_for_qcfs(copy.deepcopy(ann), levels=4)
-    train_ann(qcfs, train, epochs=10, lr=5e-4, progress=False)
+    # A loader of its own: the shared one's shuffle order depends on how many epochs other tests drew from it.
+    tuning = loader(split.x_train, split.y_train, 32, shuffle=True, generator=torch.Generator().manual_seed(1))
+    train_ann(qcfs, tuning, epochs=10, lr=5e-4, progress=False)
     qcfs_curve = accuracy_by_timesteps(convert(qcfs, calibration), test, [4, 8])
     assert qcfs_curve[4] >= reference - 0.010
     assert qcfs_curve[8] >= reference - 0.005
