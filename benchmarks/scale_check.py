@@ -27,9 +27,10 @@ convolutions without neurons.
 
 Time: median of ``--repeats`` simulated batches after ``--warmup`` (the warm-up counts spikes,
 so the table can show the same work was done), libraries interleaved round-robin within each
-repeat, in seconds per batch of B samples at T steps. Conversion: the median of ``--repeats``
-conversion calls after a first, untimed one (one per repeat, interleaved; each converts a fresh copy
-of the ANN, calibration passes included).
+repeat, in seconds per batch of B samples at T steps. Conversion: the median of ``--conversion-repeats``
+conversion calls after a first, untimed one, all before the simulated batches (a call right after a
+multi-gigabyte simulation pays for the memory that simulation gave back), the libraries interleaved in
+alternating order; each call converts a fresh copy of the ANN, calibration passes included.
 
 Memory (``--memory``): each case runs again in a fresh subprocess, with glibc told to return large
 blocks to the system (``MALLOC_MMAP_THRESHOLD_``); the kernel's peak resident set size
@@ -187,6 +188,12 @@ def time_net(net: str, libraries: list[str], args: argparse.Namespace) -> dict[s
     x = make_input(args.timesteps, args.batch)
     models = {lib: convert_with(lib, ann, loader) for lib in libraries}  # also warms the converters up
     conversion: dict[str, list[float]] = {lib: [] for lib in libraries if lib in CONVERTERS}
+    converters = list(conversion)
+    for repeat in range(args.conversion_repeats):  # before the simulations, whose gigabytes slow the next call
+        for lib in converters if repeat % 2 == 0 else converters[::-1]:  # the order alternates
+            start = time.perf_counter()
+            convert_with(lib, ann, loader)
+            conversion[lib].append(time.perf_counter() - start)
     runs = {lib: runner(lib, models[lib]) for lib in libraries}
     scores, rates = {}, {}
     for lib in libraries:  # warm-up: the first batch also counts the spikes
@@ -199,10 +206,6 @@ def time_net(net: str, libraries: list[str], args: argparse.Namespace) -> dict[s
             start = time.perf_counter()
             runs[lib](x)
             seconds[lib].append(time.perf_counter() - start)
-        for lib in conversion:  # one conversion per repeat, interleaved too
-            start = time.perf_counter()
-            convert_with(lib, ann, loader)
-            conversion[lib].append(time.perf_counter() - start)
     ann_prediction = scores["ann"].argmax(-1) if "ann" in scores else None
     agreement = {lib: float((scores[lib].argmax(-1) == ann_prediction).float().mean())
                  for lib in libraries if ann_prediction is not None}
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--conversion-repeats", type=int, default=8)
     parser.add_argument("--calibration-batches", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="also measure peak memory (one subprocess per case)")

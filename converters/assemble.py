@@ -42,14 +42,18 @@ AVG_FUNCTIONS = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.adapt
 
 
 def spiking_network(gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_init: float,
-                    sample: torch.Tensor, take_modules: bool = False) -> Sequential | GraphNetwork:
-    """The network of ``gm`` (normal form) with IF neurons at ``thresholds``; ``sample`` is one input ``[1, ...]``.
+                    sample: torch.Tensor | None = None, take_modules: bool = False) -> Sequential | GraphNetwork:
+    """The network of ``gm`` (normal form) with IF neurons at ``thresholds``; ``sample`` is one input ``[1, ...]``
+    whose forward gives each node's shape. Without ``sample`` the shapes already on ``gm``'s nodes are used
+    (:func:`converters.calibration.activation_thresholds` leaves those of its first batch there).
 
     The network's weighted layers are copies of ``gm``'s, unless ``take_modules``: then each module is
     taken as it is the first time the graph calls it (copied on later calls, so that no two nodes share
     weights), which spares a second copy of every weight for a caller whose ``gm`` is its own copy.
     """
-    ShapeProp(gm).propagate(sample)
+    if sample is not None:
+        ShapeProp(gm).propagate(sample)
+    input_shape = _recorded_input_shape(gm)
     taken: set[int] | None = set() if take_modules else None
     nodes: list[Node] = []
     name_of: dict[fx.Node, str] = {}
@@ -68,8 +72,18 @@ def spiking_network(gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_i
     nodes.append(Node(READOUT, Integrator(beta=1.0), (output,)))
     # the traced ANN ran on this shape during calibration, so the graph's own shape run is skipped (a second forward
     # of the whole network; 0.4 s of a ResNet-18's conversion)
-    graph = GraphNetwork(nodes, READOUT, tuple(sample.shape[1:]), check_shapes=False)
+    graph = GraphNetwork(nodes, READOUT, input_shape, check_shapes=False)
     return (graph.as_sequential() if graph.is_chain() else graph).eval()
+
+
+def _recorded_input_shape(gm: fx.GraphModule) -> tuple[int, ...]:
+    """The sample shape (without the batch dimension) of the shapes recorded on ``gm``'s nodes."""
+    placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
+    missing = [node.name for node in gm.graph.nodes if node.op != "output" and "tensor_meta" not in node.meta]
+    if len(placeholders) != 1 or missing:
+        raise SpikeforgeError("the graph carries no recorded shapes (of one input); give spiking_network a sample "
+                              "input [1, ...] or calibrate the graph first")
+    return _shape(placeholders[0])[1:]
 
 
 def _single(arg: Any, node: fx.Node, gm: fx.GraphModule) -> fx.Node:

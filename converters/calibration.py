@@ -14,6 +14,7 @@ import operator
 
 import torch
 from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.data import DataLoader
 
 from converters.tracing import ActivationSite, activation_sites
@@ -27,13 +28,6 @@ MAX_VALUES_PER_BATCH = 1 << 18
 
 def _inputs(batch) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
-
-
-def first_input(loader: DataLoader) -> torch.Tensor:
-    """The inputs of the loader's first batch (a sample for shapes); an empty loader is a clear error."""
-    for batch in loader:
-        return _inputs(batch)
-    raise SpikeforgeError("calibration loader is empty; give it a few batches of training data")
 
 
 def _sample_columns(values: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
@@ -94,7 +88,12 @@ def rows_percentile(values: torch.Tensor, percentile: float) -> torch.Tensor:
 def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: float = 99.9,
                           channelwise: bool = False, max_batches: int | None = None,
                           device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Threshold per :class:`ActivationSite` of ``gm``, by name."""
+    """Threshold per :class:`ActivationSite` of ``gm``, by name.
+
+    The first batch runs through :class:`torch.fx.passes.shape_prop.ShapeProp`, so afterwards every node of
+    ``gm`` carries its output's shape (``node.meta["tensor_meta"]``, batch dimension first), which
+    :func:`converters.assemble.spiking_network` reads instead of running the network again.
+    """
     if not 0 < percentile <= 100:
         raise SpikeforgeError(f"percentile must lie in (0, 100], got {percentile}")
     sites = activation_sites(gm)
@@ -122,7 +121,11 @@ def activation_thresholds(gm: fx.GraphModule, loader: DataLoader, percentile: fl
             site.overwrite_input = True
         batches = 0
         for batch in loader:
-            gm(_inputs(batch).to(device))
+            x = _inputs(batch).to(device)
+            if batches == 0:  # the same forward, leaving each node's output shape on it for the assembly
+                ShapeProp(gm).propagate(x)
+            else:
+                gm(x)
             batches += 1
             if max_batches is not None and batches >= max_batches:
                 break

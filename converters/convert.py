@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from converters.assemble import spiking_network
-from converters.calibration import activation_thresholds, first_input
+from converters.calibration import activation_thresholds
 from converters.tracing import normalize
 from snn import encoders
 from snn.errors import SpikeforgeError
@@ -54,8 +54,8 @@ def convert(model: nn.Module, calibration: DataLoader, percentile: float = 99.9,
         raise SpikeforgeError(f"initial membrane fraction v_init must lie in [0, 1), got {v_init}")
     gm = normalize(copy.deepcopy(model).to(device), in_place=True)
     thresholds = activation_thresholds(gm, calibration, percentile, channelwise, max_batches, device)
-    sample = first_input(calibration)[:1].to(device)
-    return spiking_network(gm.cpu(), thresholds, v_init, sample.cpu(), take_modules=True).to(device)
+    # the calibration left its first batch's shapes on gm's nodes: no further pass over the loader or the network
+    return spiking_network(gm.cpu(), thresholds, v_init, take_modules=True).to(device)
 
 
 @torch.no_grad()
