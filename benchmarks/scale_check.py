@@ -39,7 +39,8 @@ conversion (after a first one, which loads the imports and compiled kernels) and
 batch (after a first one): the method of ``benchmarks/train_speed.py``.
 
 Run: ``python benchmarks/scale_check.py [--nets vgg16 resnet18] [--timesteps 32] [--batch 64]
-[--repeats 3] [--memory] [--json out.json]``; ``--profile`` adds a per-layer-type breakdown of
+[--repeats 3] [--memory] [--json out.json]``; ``--conversion-only`` times only the conversions;
+``--profile`` adds a per-layer-type breakdown of
 one simulated batch for each library.
 """
 
@@ -182,18 +183,35 @@ def make_input(timesteps: int, batch: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------- timing
 
+def time_conversions(ann: nn.Module, loader: DataLoader, converters: list[str], repeats: int) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` conversion calls per library, interleaved in alternating order."""
+    conversion: dict[str, list[float]] = {lib: [] for lib in converters}
+    for repeat in range(repeats):
+        for lib in converters if repeat % 2 == 0 else converters[::-1]:
+            start = time.perf_counter()
+            convert_with(lib, ann, loader)
+            conversion[lib].append(time.perf_counter() - start)
+    return conversion
+
+
+def conversion_only(net: str, libraries: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The conversion calls alone, in a process that simulates nothing (``--conversion-only``)."""
+    ann = make_ann(net, args.batch, args.calibration_batches, args.train_steps)
+    loader = calibration_loader(args.batch, args.calibration_batches)
+    converters = [lib for lib in libraries if lib in CONVERTERS]
+    for lib in converters:  # warm-up
+        convert_with(lib, ann, loader)
+    conversion = time_conversions(ann, loader, converters, args.conversion_repeats)
+    return {"conversion_s": conversion, "conversion_median_s": {k: statistics.median(v) for k, v in conversion.items()}}
+
+
 def time_net(net: str, libraries: list[str], args: argparse.Namespace) -> dict[str, Any]:
     ann = make_ann(net, args.batch, args.calibration_batches, args.train_steps)
     loader = calibration_loader(args.batch, args.calibration_batches)
     x = make_input(args.timesteps, args.batch)
     models = {lib: convert_with(lib, ann, loader) for lib in libraries}  # also warms the converters up
-    conversion: dict[str, list[float]] = {lib: [] for lib in libraries if lib in CONVERTERS}
-    converters = list(conversion)
-    for repeat in range(args.conversion_repeats):  # before the simulations, whose gigabytes slow the next call
-        for lib in converters if repeat % 2 == 0 else converters[::-1]:  # the order alternates
-            start = time.perf_counter()
-            convert_with(lib, ann, loader)
-            conversion[lib].append(time.perf_counter() - start)
+    # before the simulations, whose gigabytes slow the next call
+    conversion = time_conversions(ann, loader, [lib for lib in libraries if lib in CONVERTERS], args.conversion_repeats)
     runs = {lib: runner(lib, models[lib]) for lib in libraries}
     scores, rates = {}, {}
     for lib in libraries:  # warm-up: the first batch also counts the spikes
@@ -301,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="also measure peak memory (one subprocess per case)")
     parser.add_argument("--profile", action="store_true", help="also time each layer type of one batch")
+    parser.add_argument("--conversion-only", action="store_true",
+                        help="time only the conversion calls (no simulation, no memory)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.warmup < 1:
@@ -317,6 +337,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"median of {args.repeats} (s per batch)")
     results: dict = {"settings": vars(args), "versions": {"torch": torch.__version__, "spikingjelly": sj_version}}
     for net in args.nets:
+        if args.conversion_only:
+            results[net] = row = conversion_only(net, args.libraries, args)
+            conv = row["conversion_median_s"]
+            print(f"[{net}] conversion, median of {args.conversion_repeats}: " + ", ".join(
+                f"{lib} {conv[lib]:.3f} s (ours/lib {_ratio(conv.get('spikeforge'), conv[lib])})" for lib in conv))
+            continue
         row = time_net(net, args.libraries, args)
         if args.memory:
             row["memory"] = {lib: memory_in_subprocess(net, lib, args) for lib in args.libraries if lib in CONVERTERS}
