@@ -24,7 +24,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from converters.tracing import ActivationSite, node_label
 from snn.errors import SpikeforgeError
@@ -42,17 +41,14 @@ AVG_FUNCTIONS = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.adapt
 
 
 def spiking_network(gm: fx.GraphModule, thresholds: dict[str, torch.Tensor], v_init: float,
-                    sample: torch.Tensor | None = None, take_modules: bool = False) -> Sequential | GraphNetwork:
-    """The network of ``gm`` (normal form) with IF neurons at ``thresholds``; ``sample`` is one input ``[1, ...]``
-    whose forward gives each node's shape. Without ``sample`` the shapes already on ``gm``'s nodes are used
-    (:func:`converters.calibration.activation_thresholds` leaves those of its first batch there).
+                    take_modules: bool = False) -> Sequential | GraphNetwork:
+    """The network of ``gm`` (normal form) with IF neurons at ``thresholds``. Each node's shape is read from
+    ``gm``'s nodes, where :func:`converters.calibration.activation_thresholds` leaves those of its first batch.
 
     The network's weighted layers are copies of ``gm``'s, unless ``take_modules``: then each module is
     taken as it is the first time the graph calls it (copied on later calls, so that no two nodes share
     weights), which spares a second copy of every weight for a caller whose ``gm`` is its own copy.
     """
-    if sample is not None:
-        ShapeProp(gm).propagate(sample)
     input_shape = _recorded_input_shape(gm)
     taken: set[int] | None = set() if take_modules else None
     nodes: list[Node] = []
@@ -81,8 +77,8 @@ def _recorded_input_shape(gm: fx.GraphModule) -> tuple[int, ...]:
     placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
     missing = [node.name for node in gm.graph.nodes if node.op != "output" and "tensor_meta" not in node.meta]
     if len(placeholders) != 1 or missing:
-        raise SpikeforgeError("the graph carries no recorded shapes (of one input); give spiking_network a sample "
-                              "input [1, ...] or calibrate the graph first")
+        raise SpikeforgeError("the graph carries no recorded shapes (of one input); calibrate it first "
+                              "(converters.calibration.activation_thresholds records them)")
     return _shape(placeholders[0])[1:]
 
 

@@ -13,11 +13,11 @@ import math
 import operator
 
 import torch
-from torch import fx, nn
+from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.data import DataLoader
 
-from converters.tracing import ActivationSite, activation_sites
+from converters.tracing import POOLS, WEIGHTED, ActivationSite, activation_sites
 from snn.errors import SpikeforgeError
 
 # Values kept per activation site and calibration batch (a uniform sample with replacement beyond this):
@@ -43,8 +43,7 @@ def _sample_columns(values: torch.Tensor, limit: int, generator: torch.Generator
 
 # Nodes whose output is a fresh tensor (not a view of another one): an activation that is their only reader
 # may clamp it in place during calibration, saving one activation-sized allocation per layer.
-_FRESH_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-                  nn.AdaptiveAvgPool2d)
+_FRESH_MODULES = (*WEIGHTED, *POOLS)
 _FRESH_FUNCTIONS = {operator.add, torch.add, torch.cat, torch.concat}
 
 
@@ -72,11 +71,11 @@ def rows_percentile(values: torch.Tensor, percentile: float) -> torch.Tensor:
     the whole row when the percentile is high."""
     n = values.shape[1]
     position = percentile / 100 * (n - 1)
-    low = min(math.floor(position), n - 1)
+    low = math.floor(position)
     k = n - low  # ranks low .. n-1: the k largest
     if 2 * k <= n:
-        top = values.topk(min(k + 1, n), dim=1).values  # descending: top[:, k - 1] is v[low]
-        below, above = top[:, k - 1], top[:, k - 2] if k >= 2 else top[:, k - 1]
+        top = values.topk(k, dim=1).values  # descending: top[:, k - 1] is v[low], top[:, k - 2] is v[low + 1]
+        below, above = top[:, k - 1], top[:, max(k - 2, 0)]
     else:
         below = values.kthvalue(low + 1, dim=1).values
         above = values.kthvalue(min(low + 2, n), dim=1).values

@@ -41,7 +41,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="test samples for the accuracy curve (default: all)")
     parser.add_argument("--out", required=True, help="output folder (snn.pt, plot, convert.json)")
     add_json_flag(parser)
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run, out_kind="folder")
 
 
 def _log(message: str) -> None:

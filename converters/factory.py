@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from snn.errors import SpikeforgeError
+from snn.errors import SpikeforgeError, first_line
 from snn.fileio import load_torch_file
 
 
@@ -44,9 +44,7 @@ def import_factory(reference: str) -> Callable[[], nn.Module]:
 
 def _user_code_error(reference: str, error: BaseException) -> SpikeforgeError:
     """The one-line error for an exception raised by the user's own factory code (kind ``user-code``)."""
-    lines = str(error).strip().splitlines()
-    first = lines[0] if lines else ""
-    return SpikeforgeError(f"the ANN factory {reference} raised {type(error).__name__}: {first}; fix the "
+    return SpikeforgeError(f"the ANN factory {reference} raised {type(error).__name__}: {first_line(error)}; fix the "
                            "factory", kind="user-code")
 
 

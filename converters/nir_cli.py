@@ -53,7 +53,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     export.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W",
                         help="feature shape after [T, B] (default: the one the checkpoint records)")
     add_json_flag(export)
-    export.set_defaults(run=_export)
+    export.set_defaults(run=_export, out_kind="file", out_file=("NIR file", "net.nir"))
     imp = actions.add_parser("import", help="read a NIR file into a checkpoint")
     imp.add_argument("--nir", required=True, help="NIR file (HDF5) to read")
     imp.add_argument("--out", required=True, help="checkpoint to write (e.g. model.pt)")
@@ -64,4 +64,4 @@ def register(verbs: argparse._SubParsersAction) -> None:
     imp.add_argument("--dt", type=float, default=None,
                      help="seconds per step (default: the file's, else the dialect's: 1e-4 s, sinabs 1 step)")
     add_json_flag(imp)
-    imp.set_defaults(run=_import)
+    imp.set_defaults(run=_import, out_kind="file", out_file=("checkpoint", "model.pt"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from snn.errors import SpikeforgeError
+from snn.errors import SpikeforgeError, first_line
 from snn.fileio import atomic_path, load_torch_file
 from snn.graph_network import GraphNetwork
 from snn.network import Sequential
@@ -71,8 +71,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SpikeforgeError(f"{source}: its weights do not fit its network spec: {first}; re-create it with "
+        raise SpikeforgeError(f"{source}: its weights do not fit its network spec: "
+                              f"{first_line(error, type(error).__name__)}; re-create it with "
                               "'snn train'") from error
     probe_network(model, source)
     if torch.device(map_location).type != "cpu":

@@ -32,9 +32,15 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def first_line(error: BaseException, default: str = "") -> str:
+    """The first line of ``error``'s message (``default`` when it has none): the part one error line can quote."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else default
+
+
 def warn(message: str) -> None:
     """A warning for the user of a command: one line ``snn: warning: <message>`` on stderr (never stdout,
     which carries the ``--json`` object)."""
     import sys
 
-    print(f"snn: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    print(f"snn: warning: {one_line(message)}", file=sys.stderr, flush=True)

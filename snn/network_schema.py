@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from snn.errors import SpikeforgeError
+from snn.errors import SpikeforgeError, first_line
 from snn.neurons import NeuronLayer
 from snn.validation import check_timesteps
 
@@ -498,15 +498,12 @@ def probe_network(model: nn.Module, source: str, fix: str = FIX) -> None:
             raise SpikeforgeError("its output holds NaN or infinity")
     except SpikeforgeError as error:
         raise SpikeforgeError(f"{source}: the network does not run on a spike input of shape {shape}: "
-                              f"{_first_line(error)}; {fix}") from error
+                              f"{first_line(error, type(error).__name__)}; {fix}") from error
     except (RuntimeError, ValueError, IndexError, TypeError) as error:
         raise SpikeforgeError(f"{source}: the network does not run on a spike input of shape {shape}: "
-                              f"{_first_line(error)}; {fix}") from error
+                              f"{first_line(error, type(error).__name__)}; {fix}") from error
     finally:
         for module, mode in modes:
             module.training = mode
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -132,12 +132,7 @@ def load_trained_with_meta(path: str | Path) -> tuple[Sequential, Task, dict[str
     checkpoint = load_checkpoint(path)
     if "timesteps" not in checkpoint.task:
         raise SpikeforgeError(f"checkpoint {path} has no task settings (timesteps); re-create it with 'snn train'")
-    try:
-        task = Task(**checkpoint.task)
-    except TypeError as error:
-        raise SpikeforgeError(f"checkpoint {path} has malformed task settings ({error}); re-create it with "
-                              "'snn train'") from error
-    return checkpoint.model.eval(), task, checkpoint.meta
+    return checkpoint.model.eval(), Task(**checkpoint.task), checkpoint.meta
 
 
 @dataclass
@@ -189,12 +184,23 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | None = None) -> torch.device:
-    """``None`` picks CUDA when available, else CPU; an unavailable device is an error."""
+    """``None`` picks CUDA when available, else CPU; a device this machine lacks (no CUDA, a CUDA index beyond
+    its devices, no MPS) is an error."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise SpikeforgeError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpikeforgeError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise SpikeforgeError(f"device {device!r} requested but this machine has {count} CUDA device(s), cuda:0 "
+                                  f"to cuda:{count - 1}; name one of them or use --device cpu")
+    elif resolved.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SpikeforgeError(f"device {device!r} requested but MPS (Apple's GPU) is not available; use "
+                                  "--device cpu")
     return resolved
 
 

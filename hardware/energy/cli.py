@@ -89,7 +89,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples", type=positive_int, default=None, help="first N test samples (default: all)")
     parser.add_argument("--out", default=None, help="folder for energy.json and the two plots")
     add_json_flag(parser)
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run, out_kind="folder")
 
 
 def energy_stage(out: Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -51,16 +51,10 @@ def _log(message: str) -> None:
     print(f"[snn energy] {message}", file=sys.stderr, flush=True)
 
 
-def load_snn(path: str | Path) -> tuple[nn.Module, Callable[[torch.Tensor, int], torch.Tensor],
-                                        Callable[[torch.Tensor], torch.Tensor], int]:
-    """(model, encode(x, T), predict(output), default T) of a checkpoint (``snn train``'s model.pt or
-    ``snn convert``'s snn.pt: the same format)."""
-    return snn_parts(load_checkpoint(path))
-
-
 def snn_parts(checkpoint: Checkpoint) -> tuple[nn.Module, Callable[[torch.Tensor, int], torch.Tensor],
                                                Callable[[torch.Tensor], torch.Tensor], int]:
-    """:func:`load_snn` of a checkpoint already read."""
+    """(model, encode(x, T), predict(output), default T) of a checkpoint already read (``snn train``'s model.pt
+    or ``snn convert``'s snn.pt: the same format)."""
     task = checkpoint.task
     steps = int(task.get("timesteps", 8))
     encoder, readout = task.get("encoder", "direct"), task.get("readout", "membrane_mean")

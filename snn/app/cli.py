@@ -34,17 +34,16 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from snn.app.options import add_data_options, add_json_flag, device_name, positive_int, sample_options
 from snn.app.out_folder import check_out_file, run_in
-from snn.errors import SpikeforgeError, one_line
+from snn.errors import SpikeforgeError, first_line, one_line
 from snn.names import ARCHITECTURES, ENCODERS, MAX_TIMESTEPS, NEURON_FLAGS
 from snn.resources import MAX_EPOCHS, bounded_int
 
 VERB_GROUP = "spikeforge.verbs"
 HELP_CONSTANT = "VERB_HELP"
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 70, 130  # 70: EX_SOFTWARE; 130: 128 + SIGINT
-# What each verb's --out is: a folder main() holds for the run (snn.app.out_folder), or a file it checks first.
-# A plugin can declare its own with set_defaults(out_kind="folder" | "file").
-OUT_KINDS = {"train": "folder", "demo": "folder", "convert": "folder", "energy": "folder", "nir": "file"}
-NIR_OUT_FILES = {"export": ("NIR file", "net.nir"), "import": ("checkpoint", "model.pt")}
+# What a verb's --out is, declared by its parser: set_defaults(out_kind="folder") for a folder main() holds for
+# the run (snn.app.out_folder), or out_kind="file" with out_file=(what it is, an example name) for a file it
+# checks first.
 DEBUG_VARIABLE = "SPIKEFORGE_DEBUG"
 OUT_OF_MEMORY = ("the run ran out of memory; lower --batch-size, --timesteps or --samples (or use a machine with "
                  "more memory)")
@@ -127,7 +126,7 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     train.add_argument("--nproc", type=positive_int, default=1,
                        help="data-parallel processes (DDP: gloo on CPU, NCCL on GPU); --batch-size is the global batch")
     add_json_flag(train)
-    train.set_defaults(run=_cmd_train)
+    train.set_defaults(run=_cmd_train, out_kind="folder")
 
 
 def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
@@ -149,7 +148,7 @@ def _add_demo(verbs: argparse._SubParsersAction) -> None:
     demo.add_argument("--samples", type=positive_int, default=None,
                       help="test samples for the Lava, Brian2 and energy stages (default: 100, 200, all)")
     add_json_flag(demo)
-    demo.set_defaults(run=_cmd_demo, show_result=_show_demo)
+    demo.set_defaults(run=_cmd_demo, show_result=_show_demo, out_kind="folder")
 
 
 def _module_source(module: str) -> Path | None:
@@ -237,11 +236,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     command: Callable[[argparse.Namespace], dict[str, Any]] = args.run
     _check_device(getattr(args, "device", None))
     out = getattr(args, "out", None)
-    out_kind = getattr(args, "out_kind", None) or OUT_KINDS.get(args.verb)
+    out_kind = getattr(args, "out_kind", None)
     if out is None or out_kind not in ("folder", "file"):
         return command(args)
     if out_kind == "file":
-        what, example = NIR_OUT_FILES.get(getattr(args, "nir_action", None), ("file", "out.bin"))
+        what, example = getattr(args, "out_file", ("file", "out.bin"))
         check_out_file(out, what, example)
         return command(args)
 
@@ -257,30 +256,13 @@ def _check_device(name: str | None) -> None:
     error before any work (torch is imported only when a device other than the CPU is named)."""
     if name is None or name == "cpu":
         return
-    import torch
+    from snn.training import resolve_device
 
-    kind, _, index = name.partition(":")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise SpikeforgeError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-        count = torch.cuda.device_count()
-        if index and int(index) >= count:
-            raise SpikeforgeError(f"device {name!r} requested but this machine has {count} CUDA device(s), cuda:0 "
-                                  f"to cuda:{count - 1}; name one of them or use --device cpu")
-    elif kind == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise SpikeforgeError(f"device {name!r} requested but MPS (Apple's GPU) is not available; use "
-                                  "--device cpu")
+    resolve_device(name)
 
 
 def _debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,18 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error("interrupted", "interrupted", as_json, prefix="snn: ")
         return EXIT_INTERRUPTED
-    except MemoryError:
-        if _debugging():
-            raise
-        report_error(OUT_OF_MEMORY, "resource", as_json)
-        return EXIT_ERROR
     except Exception as error:  # noqa: BLE001 - the last resort: one line, not a traceback
         if _debugging():
             raise
-        if type(error).__name__ == "OutOfMemoryError":  # torch.cuda's (a RuntimeError), named without torch
+        # torch.cuda's OutOfMemoryError is a RuntimeError, named here without importing torch
+        if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
             report_error(OUT_OF_MEMORY, "resource", as_json)
             return EXIT_ERROR
-        report_error(f"{type(error).__name__}: {_first_line(error)}; this is a bug, please report it "
+        report_error(f"{type(error).__name__}: {first_line(error)}; this is a bug, please report it "
                      f"({DEBUG_VARIABLE}=1 shows the traceback)", "internal", as_json, prefix="snn: internal error: ")
         return EXIT_INTERNAL
     return 0

@@ -60,14 +60,14 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     """Stratified split of the training set into (train, validation) for model selection."""
     if not 0 < fraction < 1:
         raise SpikeforgeError(f"validation fraction must lie in (0, 1), got {fraction}")
-    counts = torch.bincount(y.reshape(-1).long()) if len(y) else torch.zeros(0, dtype=torch.long)
-    present = counts[counts > 0]
-    n_val = math.ceil(fraction * len(y))
     if len(y) == 0:
         raise SpikeforgeError("the training set is empty; give the dataset's training files with their samples")
+    counts = torch.bincount(y.reshape(-1).long())
+    present = counts[counts > 0]
+    n_val = math.ceil(fraction * len(y))
     if int(present.min()) < 2 or n_val < len(present) or len(y) - n_val < len(present):
-        fewest = f", the rarest class has {int(present.min())}" if len(present) else ""
-        raise SpikeforgeError(f"the training set has {len(y)} samples over {len(present)} classes{fewest}: too few "
+        raise SpikeforgeError(f"the training set has {len(y)} samples over {len(present)} classes, the rarest class "
+                              f"has {int(present.min())}: too few "
                               f"for a stratified validation split of {fraction:g} (it needs at least 2 samples per "
                               f"class and {len(present)} on each side); give a training set of at least "
                               f"{max(2 * len(present), math.ceil(len(present) / min(fraction, 1 - fraction)))} "
@@ -196,10 +196,11 @@ def evaluate_checkpoint(path: str | Path, dataset: str = "digits", data_dir: str
     split, choice = data.load_model_split(meta, f"checkpoint {path}", dataset, data_dir, seed, task.encoder,
                                           task.timesteps, time_bins=time_bins, downsample=downsample,
                                           image_size=image_size)
-    data.check_input_shape(model.input_shape, split, task.step_shape(split.input_shape))
+    step = task.step_shape(split.input_shape)
+    data.check_input_shape(model.input_shape, split, step)
     target = resolve_device(device)
     model.to(target)
-    batch = inference_batch(model, task.step_shape(split.input_shape), task.timesteps, 256, target)
+    batch = inference_batch(model, step, task.timesteps, 256, target)
     accuracy = evaluate(model, task, data.tensor_loader(split.x_test, split.y_test, batch, seed=choice.seed), target)
     return {"test_accuracy": accuracy, "timesteps": task.timesteps, "dataset": dataset,
             "samples": len(split.y_test), "checkpoint": str(path),

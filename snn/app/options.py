@@ -29,7 +29,7 @@ MAX_SECONDS = 7 * 24 * 3600.0  # a week: a longer limit is a typo (and inf, nan 
 
 def device_name(text: str) -> str:
     """argparse type: a torch device name, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether the device is
-    present is checked when the verb runs: :func:`snn.training.resolve_device`)."""
+    present is checked before the verb runs, by :func:`snn.training.resolve_device`)."""
     name = text.strip().lower()
     kind, _, index = name.partition(":")
     if name in ("cpu", "cuda", "mps") or (kind == "cuda" and index.isdigit()):

@@ -213,7 +213,7 @@ class OutFolder:
         except OSError as error:
             raise self._error(f"could not take this run's files ({error.strerror}: {error.filename}); they are "
                               f"left in {self.staging}") from error
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self.discard()
         self.committed = True
         return self.rewrite(result)
 
